@@ -1,0 +1,110 @@
+"""Typed, validated configuration: pydantic models, YAML files and `key=value` overrides.
+
+Every config in qphi derives from `Config`: unknown keys are rejected (with the closest
+valid name suggested), values are type-checked and range-checked at construction, and
+instances are immutable so a run cannot silently drift from what was saved beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from qphi.errors import QPhiError, closest
+
+C = TypeVar("C", bound="Config")
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def replace(self: C, **changes: Any) -> C:
+        """A validated copy with some fields changed."""
+        return build(type(self), {**self.model_dump(), **changes})
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping, turning every way it can fail into a one-line `QPhiError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise QPhiError(f"config file '{p}' does not exist: pass the path of a YAML file or a preset name")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise QPhiError(f"config file '{p}' is not UTF-8 text: save it as UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise QPhiError(f"config file '{p}' is not valid YAML{where}: {problem}; fix the syntax there") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise QPhiError(f"config file '{p}' must hold a mapping of keys to values, not a {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (values parsed as YAML scalars or lists) to a nested dict."""
+    result = _deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise QPhiError(f"override '{item}' is not of the form key=value (e.g. train.steps=500)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise QPhiError(f"override '{item}': '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deepcopy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def build(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
+    """Validate `data` into `cls`; a failure becomes one `QPhiError` line per problem."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise QPhiError(format_validation_error(cls, e, source)) from None
+
+
+def format_validation_error(cls: type[BaseModel], error: ValidationError, source: str = "config") -> str:
+    problems = []
+    for err in error.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            hint = closest(loc[-1], _fields_at(cls, loc[:-1]))
+            problems.append(f"unknown key '{key}'{hint}")
+        elif err["type"] == "missing":
+            problems.append(f"missing required key '{key}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"'{key}': {msg} (got {err.get('input')!r})")
+    return f"invalid {source}: " + "; ".join(problems)
+
+
+def _fields_at(cls: type[BaseModel], loc: list[str]) -> list[str]:
+    model: Any = cls
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))

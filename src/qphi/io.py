@@ -1,0 +1,91 @@
+"""Crash-safe file output.
+
+Every result file is written to a temporary sibling and renamed into place, so a kill at
+any moment leaves either the old complete file or the new complete file — never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto `path` on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return _write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return _write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def write_safetensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return _write_with(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+
+
+def write_figure(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically (the format is taken from `path`'s suffix)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return _write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to disk (a torn last line is skipped by `read_jsonl`)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read JSON lines, ignoring a last line torn by a kill mid-write."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise
+    return records

@@ -1,0 +1,118 @@
+"""The latent distributions that flow from a bottleneck to the prior, and their divergences.
+
+A bottleneck emits a *posterior* q(z_t | h_t); the prior emits p(z_t | z_<t) of the same
+family. PHi_t = D(q ‖ p) per stage:
+
+* Gaussian (continuous bottleneck): KL(N(μ, σ²) ‖ N(μ_p, σ_p²)), summed over latent dims.
+* Categorical (Gumbel stages): KL(Cat(q) ‖ Cat(p)).
+* Hard codes (VQ, FSQ): q is one-hot, so the KL is the code length −ln p(code).
+
+Shapes: Gaussian parameters are (B, T, D); categorical logits are (Q, B, T, K) with Q stages
+(codes a stage does not have carry logit −inf); codes are (Q, B, T) int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+
+@dataclass(frozen=True)
+class GaussianParams:
+    mean: Tensor  # (B, T, D)
+    logvar: Tensor  # (B, T, D)
+
+    def distribution(self) -> Distribution:
+        """A torch distribution with batch shape (B, T) and event shape (D,)."""
+        return Independent(Normal(self.mean, torch.exp(0.5 * self.logvar)), 1)
+
+    def detach(self) -> GaussianParams:
+        return GaussianParams(self.mean.detach(), self.logvar.detach())
+
+    def float(self) -> GaussianParams:
+        return GaussianParams(self.mean.float(), self.logvar.float())
+
+
+@dataclass(frozen=True)
+class CategoricalParams:
+    logits: Tensor  # (Q, B, T, K), unnormalised; −inf marks codes a stage does not have
+
+    def log_probs(self) -> Tensor:
+        return F.log_softmax(self.logits, dim=-1)
+
+    def distribution(self) -> Distribution:
+        """A torch Categorical with batch shape (Q, B, T)."""
+        return Categorical(logits=self.logits)
+
+    def detach(self) -> CategoricalParams:
+        return CategoricalParams(self.logits.detach())
+
+    def float(self) -> CategoricalParams:
+        return CategoricalParams(self.logits.float())
+
+
+@dataclass(frozen=True)
+class CodeParams:
+    """A deterministic (one-hot) posterior: the chosen code of every stage."""
+
+    codes: Tensor  # (Q, B, T) int64
+    num_codes: int  # K of the widest stage
+
+    def distribution(self) -> Distribution:
+        return Categorical(probs=F.one_hot(self.codes, self.num_codes).float())
+
+    def detach(self) -> CodeParams:
+        return self
+
+    def float(self) -> CodeParams:
+        return self
+
+
+Posterior = GaussianParams | CategoricalParams | CodeParams
+Prior = GaussianParams | CategoricalParams
+
+
+def gaussian_kl(q: GaussianParams, p: GaussianParams) -> Tensor:
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) summed over the last dimension, in nats. → (B, T)."""
+    var_ratio = torch.exp(q.logvar - p.logvar)
+    mean_term = (q.mean - p.mean).pow(2) * torch.exp(-p.logvar)
+    return 0.5 * (p.logvar - q.logvar + var_ratio + mean_term - 1.0).sum(-1)
+
+
+def categorical_kl(q: CategoricalParams, p: CategoricalParams) -> Tensor:
+    """KL(q ‖ p) over the last dimension, in nats; terms with q = 0 contribute 0. → (Q, B, T)."""
+    log_q, log_p = q.log_probs(), p.log_probs()
+    terms = log_q.exp() * (log_q - log_p)
+    return torch.where(log_q > -torch.inf, terms, torch.zeros_like(terms)).sum(-1)
+
+
+def code_length(codes: Tensor, p: CategoricalParams) -> Tensor:
+    """−ln p(code) per stage, in nats: the ideal length of each code under the prior. → (Q, B, T)."""
+    return -p.log_probs().gather(-1, codes.unsqueeze(-1)).squeeze(-1)
+
+
+def divergence(q: Posterior, p: Prior) -> Tensor:
+    """PHi per stage: D(q ‖ p) in nats, shape (Q, B, T) (Q = 1 for the Gaussian)."""
+    if isinstance(q, GaussianParams) and isinstance(p, GaussianParams):
+        return gaussian_kl(q, p).unsqueeze(0)
+    if isinstance(q, CategoricalParams) and isinstance(p, CategoricalParams):
+        return categorical_kl(q, p)
+    if isinstance(q, CodeParams) and isinstance(p, CategoricalParams):
+        return code_length(q.codes, p)
+    raise TypeError(f"no divergence between a {type(q).__name__} posterior and a {type(p).__name__} prior")
+
+
+def kl_to_standard(q: Posterior) -> Tensor | None:
+    """KL of the posterior to N(0, I) or to Uniform(K) (per stage, (Q, B, T)); None for hard codes."""
+    if isinstance(q, GaussianParams):
+        return (0.5 * (q.mean.pow(2) + q.logvar.exp() - 1.0 - q.logvar).sum(-1)).unsqueeze(0)
+    if isinstance(q, CategoricalParams):
+        log_q = q.log_probs()
+        num_codes = torch.isfinite(q.logits).sum(-1).clamp_min(1)
+        entropy = -torch.where(log_q > -torch.inf, log_q.exp() * log_q, torch.zeros_like(log_q)).sum(-1)
+        return torch.log(num_codes.to(log_q.dtype)) - entropy
+    return None

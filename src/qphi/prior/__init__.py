@@ -1,0 +1,6 @@
+"""The learned autoregressive prior over latents."""
+
+from qphi.prior.attention import SequenceLayout
+from qphi.prior.prior import AutoregressivePrior
+
+__all__ = ["AutoregressivePrior", "SequenceLayout"]
