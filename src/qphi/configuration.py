@@ -7,6 +7,7 @@ instances are immutable so a run cannot silently drift from what was saved besid
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +51,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b.c=value` overrides (values parsed as YAML scalars or lists) to a nested dict."""
-    result = _deepcopy(data)
+    result = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -72,8 +73,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
-def _deepcopy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in data.items()}
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict update: mappings merge key by key, anything else is replaced."""
+    result = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def build(cls: type[C], data: dict[str, Any], source: str = "config") -> C:

@@ -54,7 +54,7 @@ class LossWeights(Config):
 class PHiConfig(Config):
     """A PHi layer placed on the main pathway of a sequence model of width `d_model`."""
 
-    d_model: int = Field(ge=1)
+    d_model: int | None = Field(None, ge=1, description="width of the host model; None = filled in by the model builder")
     bottleneck: BottleneckName = "gumbel"
     latent_dim: int | None = Field(
         None, ge=1, description="continuous: d_z (None = d_model); discrete: codebook vector width (None = min(d_model, 64))"
@@ -82,6 +82,8 @@ class PHiConfig(Config):
             raise ValueError(f"fsq_levels must be a non-empty list of integers >= 2, got {self.fsq_levels}")
         if self.logvar_min >= self.logvar_max:
             raise ValueError("logvar_min must be below logvar_max")
+        if self.d_model is None:
+            return self
         if self.prior_width % self.prior.n_heads:
             raise ValueError(
                 f"the prior's width {self.prior_width} must be divisible by prior.n_heads={self.prior.n_heads}"
@@ -92,16 +94,21 @@ class PHiConfig(Config):
 
     @property
     def prior_width(self) -> int:
-        return self.prior.width or self.d_model
+        return self.prior.width or self.require_d_model()
+
+    def require_d_model(self) -> int:
+        if self.d_model is None:
+            raise ValueError("PHiConfig.d_model is not set: give the host model's width (d_model=...)")
+        return self.d_model
 
     @property
     def code_dim(self) -> int:
         """Width of the latent vector z (d_z for continuous, the codebook width for discrete)."""
         if self.bottleneck == "continuous":
-            return self.latent_dim or self.d_model
+            return self.latent_dim or self.require_d_model()
         if self.bottleneck == "fsq":
             return len(self.fsq_levels)
-        return self.latent_dim or min(self.d_model, 64)
+        return self.latent_dim or min(self.require_d_model(), 64)
 
     @property
     def stage_sizes(self) -> tuple[int, ...]:

@@ -64,6 +64,7 @@ class PHiLayer(nn.Module):
 
     def __init__(self, config: PHiConfig):
         super().__init__()
+        config.require_d_model()
         self.config = config
         self.bottleneck = build_bottleneck(config)
         self.prior = AutoregressivePrior(config)
