@@ -1,5 +1,11 @@
-"""Evaluation: real entropy coding of code streams."""
+"""Evaluation: real entropy coding of code streams, codebook health."""
 
+from qphi.evaluation.codebook_health import (
+    CodebookHealth,
+    CodebookHealthAccumulator,
+    StageHealth,
+    codebook_health,
+)
 from qphi.evaluation.coding import (
     CodingReport,
     EncodedStream,
@@ -13,9 +19,13 @@ from qphi.evaluation.coding import (
 )
 
 __all__ = [
+    "CodebookHealth",
+    "CodebookHealthAccumulator",
     "CodingReport",
     "EncodedStream",
     "PosteriorCodeLengths",
+    "StageHealth",
+    "codebook_health",
     "decode",
     "decode_with_prior",
     "encode",
