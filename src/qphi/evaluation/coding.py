@@ -50,6 +50,8 @@ from qphi.prior.prior import AutoregressivePrior
 
 WORD_BITS = 32
 LN2 = math.log(2.0)
+# one categorical model family for every symbol; its parameters are each symbol's probabilities
+_MODEL = constriction.stream.model.Categorical(perfect=False)
 
 
 @dataclass(frozen=True)
@@ -255,9 +257,8 @@ class PosteriorCodeLengths:
     """Per stage, means over real tokens in nats: the PHi (KL) beside the code lengths."""
 
     phi_nats: tuple[float, ...]  # KL(q ‖ p): the PHi the layer reports
-    code_length_nats: tuple[
-        float, ...
-    ]  # −ln p(c) of the code stream the layer emitted (argmax at eval)
+    # −ln p(c) of the code stream the layer emitted (the argmax at deterministic evaluation)
+    code_length_nats: tuple[float, ...]
     cross_entropy_nats: tuple[float, ...]  # CE(q, p) = E_{z~q}[−ln p(z)]
     posterior_entropy_nats: tuple[float, ...]  # H(q); KL = CE − H
 
@@ -296,13 +297,10 @@ def posterior_code_lengths(out: PHiOutput) -> PosteriorCodeLengths:
     )
 
 
-_MODEL = constriction.stream.model.Categorical(perfect=False)
-
-
 def _stage_means(values: Tensor, mask: Tensor) -> tuple[float, ...]:
     """Mean of values (Q, B, T) over the real tokens of mask (B, T), per stage."""
-    weights = mask.to(values.dtype)
-    return tuple((values.detach() * weights).sum((1, 2)).div(weights.sum().clamp_min(1)).tolist())
+    masked = torch.where(mask, values.detach(), torch.zeros_like(values))  # padding may hold inf
+    return tuple((masked.sum((1, 2)) / mask.sum().clamp_min(1)).tolist())
 
 
 def _json_float(x: float) -> float | None:
