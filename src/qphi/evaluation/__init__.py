@@ -1,0 +1,35 @@
+"""Evaluation: real entropy coding of code streams, codebook health."""
+
+from qphi.evaluation.codebook_health import (
+    CodebookHealth,
+    CodebookHealthAccumulator,
+    StageHealth,
+    codebook_health,
+)
+from qphi.evaluation.coding import (
+    CodingReport,
+    EncodedStream,
+    PosteriorCodeLengths,
+    decode,
+    decode_with_prior,
+    encode,
+    measure_coding,
+    posterior_code_lengths,
+    prior_log_probs,
+)
+
+__all__ = [
+    "CodebookHealth",
+    "CodebookHealthAccumulator",
+    "CodingReport",
+    "EncodedStream",
+    "PosteriorCodeLengths",
+    "StageHealth",
+    "codebook_health",
+    "decode",
+    "decode_with_prior",
+    "encode",
+    "measure_coding",
+    "posterior_code_lengths",
+    "prior_log_probs",
+]
