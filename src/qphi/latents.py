@@ -86,8 +86,7 @@ def gaussian_kl(q: GaussianParams, p: GaussianParams) -> Tensor:
 def categorical_kl(q: CategoricalParams, p: CategoricalParams) -> Tensor:
     """KL(q ‖ p) over the last dimension, in nats; terms with q = 0 contribute 0. → (Q, B, T)."""
     log_q, log_p = q.log_probs(), p.log_probs()
-    terms = log_q.exp() * (log_q - log_p)
-    return torch.where(log_q > -torch.inf, terms, torch.zeros_like(terms)).sum(-1)
+    return (log_q.exp() * _where_possible(log_q, log_q - log_p)).sum(-1)
 
 
 def code_length(codes: Tensor, p: CategoricalParams) -> Tensor:
@@ -113,6 +112,12 @@ def kl_to_standard(q: Posterior) -> Tensor | None:
     if isinstance(q, CategoricalParams):
         log_q = q.log_probs()
         num_codes = torch.isfinite(q.logits).sum(-1).clamp_min(1)
-        entropy = -torch.where(log_q > -torch.inf, log_q.exp() * log_q, torch.zeros_like(log_q)).sum(-1)
+        entropy = -(log_q.exp() * _where_possible(log_q, log_q)).sum(-1)
         return torch.log(num_codes.to(log_q.dtype)) - entropy
     return None
+
+
+def _where_possible(log_q: Tensor, values: Tensor) -> Tensor:
+    """`values` where q > 0, else 0. Masking *before* multiplying by q keeps the −inf − −inf = NaN
+    of excluded codes out of the gradient as well as out of the value."""
+    return torch.where(log_q > -torch.inf, values, torch.zeros_like(values))

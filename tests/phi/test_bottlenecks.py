@@ -1,0 +1,140 @@
+"""Each bottleneck against an independent computation of what it should produce."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from phi_cases import D_MODEL, make_layer, random_h
+
+from qphi.bottlenecks.fsq import bound
+
+B, T = 3, 6
+
+
+def run(case: str, training: bool = False, seed: int = 0, **overrides):
+    layer = make_layer(case, **overrides).train(training)
+    h = random_h(B, T)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = layer.bottleneck(h, torch.ones(B, T, dtype=torch.bool))
+    return layer.bottleneck, h, out
+
+
+def test_gaussian_evaluation_uses_the_mean_and_clamps_the_log_variance():
+    bottleneck, h, out = run("continuous", logvar_min=-2.0, logvar_max=1.0)
+    mean, logvar = bottleneck.encode(h).chunk(2, dim=-1)
+    torch.testing.assert_close(out.posterior.mean, mean)
+    torch.testing.assert_close(out.posterior.logvar, logvar.clamp(-2.0, 1.0))
+    assert (logvar < -2.0).any() and (logvar > 1.0).any()  # the clamp was exercised
+    torch.testing.assert_close(out.z, mean)
+    torch.testing.assert_close(out.h, bottleneck.decode(mean))
+
+
+def test_gaussian_training_samples_z_from_the_posterior():
+    bottleneck = make_layer("continuous").bottleneck.train()
+    h = random_h(1, 1).expand(4000, 1, D_MODEL)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = bottleneck(h, torch.ones(4000, 1, dtype=torch.bool))
+    standardised = (out.z - out.posterior.mean) / torch.exp(0.5 * out.posterior.logvar)
+    assert standardised.mean(0).abs().max() < 0.1
+    assert (standardised.std(0) - 1).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("case", ["gumbel", "residual"])
+def test_gumbel_evaluation_takes_the_argmax_code_of_each_successive_residual(case):
+    bottleneck, h, out = run(case)
+    residual = bottleneck.encode(h)
+    z = torch.zeros_like(residual)
+    for s, stage in enumerate(bottleneck.stages):
+        logits = stage.to_logits(residual)
+        torch.testing.assert_close(out.posterior.logits[s], logits)
+        code = logits.argmax(-1)
+        assert torch.equal(out.codes[s], code)
+        residual = residual - stage.codebook[code]
+        z = z + stage.codebook[code]
+    torch.testing.assert_close(out.z, z)
+    torch.testing.assert_close(out.h, bottleneck.decode(z))
+
+
+@pytest.mark.parametrize("case", ["gumbel", "residual"])
+def test_gumbel_training_draws_one_codebook_vector_per_stage(case):
+    bottleneck, _, out = run(case, training=True)
+    expected = sum(stage.codebook[out.codes[s]] for s, stage in enumerate(bottleneck.stages))
+    torch.testing.assert_close(out.z, expected)
+    # sampling: with flat-ish posteriors, codes are not always the argmax
+    assert not torch.equal(out.codes, out.posterior.logits.argmax(-1))
+
+
+@pytest.mark.parametrize("case", ["vq", "residual_vq"])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_vq_snaps_each_residual_to_its_nearest_codebook_vector(case, training):
+    bottleneck = make_layer(case, vq={"codebook_update": "gradient"}).bottleneck.eval()
+    h, mask = random_h(B, T), torch.ones(B, T, dtype=torch.bool)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        bottleneck(h, mask)  # k-means initialisation
+        # a training pass may revive dead codes after quantizing: compare with the codebooks it used
+        codebooks = [stage.vq.codebook.clone() for stage in bottleneck.stages]
+        out = bottleneck.train(training)(h, mask)
+        residual = bottleneck.encode(h)
+    z = torch.zeros_like(residual)
+    for s, codebook in enumerate(codebooks):
+        code = torch.cdist(residual, codebook.expand(B, *codebook.shape)).argmin(-1)
+        assert torch.equal(out.codes[s], code)
+        residual = residual - codebook[code]
+        z = z + codebook[code]
+    torch.testing.assert_close(out.z, z, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.h, bottleneck.decode(out.z))
+
+
+@pytest.mark.parametrize("kind", ["tanh", "ifsq"])
+def test_fsq_rounds_each_bounded_dimension_to_its_bin_centre(kind):
+    bottleneck, h, out = run("fsq", fsq_bound=kind)
+    levels = torch.tensor([4, 3, 5])
+    bounded = bound(bottleneck.encode(h), kind)
+    reference = torch.tanh(bottleneck.encode(h)) if kind == "tanh" else 2 * torch.sigmoid(1.6 * bottleneck.encode(h)) - 1
+    torch.testing.assert_close(bounded, reference)
+    centres = [(2 * torch.arange(n) + 1) / n - 1 for n in levels.tolist()]  # bin centres of (−1, 1)
+    for d, c in enumerate(centres):
+        nearest = (bounded[..., d : d + 1] - c).abs().argmin(-1)
+        assert torch.equal(out.codes[d], nearest)
+        torch.testing.assert_close(out.z[..., d], c[nearest])
+    assert len(torch.unique(out.codes[0])) > 1  # the inputs spread over several levels
+    torch.testing.assert_close(out.h, bottleneck.decode(out.z))
+
+
+def test_fsq_joint_code_is_the_mixed_radix_number_of_the_factorised_digits():
+    _, _, factorised = run("fsq")
+    _, _, joint = run("fsq_joint")
+    digits = factorised.codes
+    expected = digits[0] + 4 * digits[1] + 4 * 3 * digits[2]
+    assert torch.equal(joint.codes, expected.unsqueeze(0))
+    assert torch.equal(joint.z, factorised.z)
+
+
+def test_fsq_gradient_passes_straight_through_the_rounding():
+    bottleneck = make_layer("fsq").bottleneck.train()
+    h = random_h(B, T).requires_grad_(True)
+    out = bottleneck(h, torch.ones(B, T, dtype=torch.bool))
+    weights = torch.randn_like(out.z)
+    (out.z * weights).sum().backward()
+    expected = torch.autograd.functional.vjp(lambda x: bound(bottleneck.encode(x), "tanh"), h.detach(), weights)[1]
+    torch.testing.assert_close(h.grad, expected)
+
+
+@pytest.mark.parametrize("case", ["vq", "residual_vq", "fsq", "fsq_joint"])
+def test_hard_code_posteriors_are_one_hot_at_the_chosen_codes(case):
+    _, _, out = run(case)
+    assert torch.equal(out.posterior.codes, out.codes)
+    probs = out.posterior.distribution().probs
+    assert torch.equal(probs.argmax(-1), out.codes) and torch.equal(probs.sum(-1), torch.ones_like(probs[..., 0]))
+
+
+def test_gumbel_straight_through_gradient_reaches_the_logits():
+    bottleneck = make_layer("gumbel").bottleneck.train()
+    torch.manual_seed(0)
+    out = bottleneck(random_h(B, T), torch.ones(B, T, dtype=torch.bool))
+    out.h.sum().backward()
+    assert bottleneck.stages[0].to_logits.weight.grad.abs().sum() > 0
+    assert bottleneck.stages[0].codebook.grad.abs().sum() > 0
