@@ -57,16 +57,22 @@ class CategoricalParams:
 
 @dataclass(frozen=True)
 class CodeParams:
-    """A deterministic (one-hot) posterior: the chosen code of every stage."""
+    """A deterministic (one-hot) posterior: the chosen code of every stage.
+
+    `relaxed` is an optional soft assignment over the codes (the bottleneck's distance-softmax)
+    whose gradient the code length passes straight through, so that without detached targets the
+    PHi term can move the encoder towards predictable codes (a rate term). It never changes a value.
+    """
 
     codes: Tensor  # (Q, B, T) int64
     num_codes: int  # K of the widest stage
+    relaxed: Tensor | None = None  # (Q, B, T, K), rows summing to 1, 0 at codes a stage lacks
 
     def distribution(self) -> Distribution:
         return Categorical(probs=F.one_hot(self.codes, self.num_codes).float())
 
     def detach(self) -> CodeParams:
-        return self
+        return CodeParams(self.codes, self.num_codes)
 
     def float(self) -> CodeParams:
         return self
@@ -89,9 +95,18 @@ def categorical_kl(q: CategoricalParams, p: CategoricalParams) -> Tensor:
     return (log_q.exp() * _where_possible(log_q, log_q - log_p)).sum(-1)
 
 
-def code_length(codes: Tensor, p: CategoricalParams) -> Tensor:
-    """−ln p(code) per stage, in nats: the ideal length of each code under the prior. → (Q, B, T)."""
-    return -p.log_probs().gather(-1, codes.unsqueeze(-1)).squeeze(-1)
+def code_length(codes: Tensor, p: CategoricalParams, relaxed: Tensor | None = None) -> Tensor:
+    """−ln p(code) per stage, in nats: the ideal length of each code under the prior. → (Q, B, T).
+
+    With `relaxed` (Q, B, T, K) the value is unchanged and the gradient with respect to `relaxed`
+    is that of Σ_k relaxed_k · (−ln p_k): the straight-through estimator of a one-hot code.
+    """
+    log_p = p.log_probs()
+    length = -log_p.gather(-1, codes.unsqueeze(-1)).squeeze(-1)
+    if relaxed is None:
+        return length
+    finite_log_p = log_p.detach().masked_fill(log_p == -torch.inf, 0.0)
+    return length - ((relaxed - relaxed.detach()) * finite_log_p).sum(-1)
 
 
 def divergence(q: Posterior, p: Prior) -> Tensor:
@@ -101,7 +116,7 @@ def divergence(q: Posterior, p: Prior) -> Tensor:
     if isinstance(q, CategoricalParams) and isinstance(p, CategoricalParams):
         return categorical_kl(q, p)
     if isinstance(q, CodeParams) and isinstance(p, CategoricalParams):
-        return code_length(q.codes, p)
+        return code_length(q.codes, p, q.relaxed)
     raise TypeError(f"no divergence between a {type(q).__name__} posterior and a {type(p).__name__} prior")
 
 

@@ -15,7 +15,12 @@ CASES: dict[str, dict] = {
     "gumbel": {"bottleneck": "gumbel", "codebook_size": 8},
     "vq": {"bottleneck": "vq", "codebook_size": 8},
     "residual": {"bottleneck": "residual", "num_stages": 3, "codebook_size": 6},
-    "residual_vq": {"bottleneck": "residual", "residual_quantizer": "vq", "num_stages": 2, "codebook_size": 6},
+    "residual_vq": {
+        "bottleneck": "residual",
+        "residual_quantizer": "vq",
+        "num_stages": 2,
+        "codebook_size": 6,
+    },
     "fsq": {"bottleneck": "fsq", "fsq_levels": [4, 3, 5]},
     "fsq_joint": {"bottleneck": "fsq", "fsq_levels": [4, 3, 5], "fsq_prior": "joint"},
 }

@@ -7,12 +7,20 @@ import math
 
 import pytest
 import torch
-from phi_cases import CASES, D_MODEL, DISCRETE, HARD_CODES, evaluate, make_config, make_layer, random_h
+from phi_cases import (
+    CASES,
+    D_MODEL,
+    DISCRETE,
+    HARD_CODES,
+    evaluate,
+    make_config,
+    make_layer,
+    random_h,
+)
 from torch.distributions import kl_divergence
 
 from qphi import PHiLayer
 from qphi.latents import kl_to_standard
-from qphi.phi.losses import masked_mean
 
 B, T = 3, 8
 
@@ -78,7 +86,9 @@ def test_distribution_objects_reproduce_the_per_stage_phi(case, training):
         kl = kl_divergence(out.posterior, out.prior)
     kl = kl.unsqueeze(0) if case == "continuous" else kl
     assert kl.shape == out.phi_per_stage.shape
-    torch.testing.assert_close(kl[:, mask], out.phi_per_stage.detach()[:, mask], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        kl[:, mask], out.phi_per_stage.detach()[:, mask], rtol=1e-4, atol=1e-4
+    )
     assert out.phi_per_stage.detach().abs().sum() > 0
 
 
@@ -100,6 +110,22 @@ def test_phi_is_exactly_zero_at_padding_and_padding_cannot_change_real_outputs(c
     if case != "continuous":
         assert (base.code_length[:, ~mask] == 0).all()
         torch.testing.assert_close(moved.codes[:, mask], base.codes[:, mask], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_padded_row_reports_what_the_unpadded_sequence_reports(case, side):
+    layer = make_layer(case).eval()
+    h = random_h(1, T - 3)
+    padding = random_h(1, 3, seed=9)
+    padded = torch.cat([padding, h] if side == "left" else [h, padding], dim=1)
+    real = torch.arange(T) >= 3 if side == "left" else torch.arange(T) < T - 3
+    alone = evaluate(layer, h)
+    out = evaluate(layer, padded, padding_mask=real.unsqueeze(0))
+    torch.testing.assert_close(
+        out.phi_per_stage[:, :, real], alone.phi_per_stage, rtol=1e-5, atol=1e-5
+    )
+    torch.testing.assert_close(out.h[:, real], alone.h, rtol=1e-5, atol=1e-5)
 
 
 def layer_weight(case: str) -> float:
@@ -188,7 +214,13 @@ def test_same_seed_gives_identical_training_losses(case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_loss_terms_are_named_weighted_and_masked(case):
-    weights = {"phi": 0.5, "self_critic": 0.3, "reconstruction": 0.2, "commitment": 0.7, "latent_kl": 0.4}
+    weights = {
+        "phi": 0.5,
+        "self_critic": 0.3,
+        "reconstruction": 0.2,
+        "commitment": 0.7,
+        "latent_kl": 0.4,
+    }
     layer = make_layer(case, loss=weights).train()
     h, mask = random_h(B, T), padding_mask()
     loss_mask = mask.clone()
@@ -202,7 +234,9 @@ def test_loss_terms_are_named_weighted_and_masked(case):
         expected.add("latent_kl")
     assert set(out.losses) == expected
     torch.testing.assert_close(out.losses["phi"], 0.5 * out.phi[loss_mask].mean())
-    torch.testing.assert_close(out.losses["reconstruction"], 0.2 * (h - out.h).pow(2).sum(-1)[loss_mask].mean())
+    torch.testing.assert_close(
+        out.losses["reconstruction"], 0.2 * (h - out.h).pow(2).sum(-1)[loss_mask].mean()
+    )
     if "latent_kl" in expected:
         kl = kl_to_standard(out.posterior_params).sum(0)
         torch.testing.assert_close(out.losses["latent_kl"], 0.4 * kl[loss_mask].mean())
@@ -211,6 +245,9 @@ def test_loss_terms_are_named_weighted_and_masked(case):
     assert set(layer.eval()(h, padding_mask=mask).losses) == {"phi"}
 
 
+@pytest.mark.filterwarnings(
+    "ignore:Mismatch dtype between input and weight"
+)  # RMSNorm of bf16 input
 @pytest.mark.parametrize("case", list(CASES))
 def test_bf16_autocast_keeps_the_bottleneck_and_phi_in_float32(case):
     layer = make_layer(case, randomized=False).eval()

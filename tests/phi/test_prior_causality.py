@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from phi_cases import CASES, evaluate, make_config, make_layer, randomize_, random_h
+from phi_cases import CASES, evaluate, make_config, make_layer, random_h, randomize_
 
 from qphi.latents import CategoricalParams, GaussianParams
 from qphi.prior import AutoregressivePrior, SequenceLayout
@@ -40,15 +40,26 @@ def assert_unchanged_up_to(changed: torch.Tensor, base: torch.Tensor, t: int) ->
     of its first stage when there are several: finer stages at t read the coarser codes of t."""
     torch.testing.assert_close(changed[..., :t, :], base[..., :t, :], rtol=0, atol=1e-6)
     first = (slice(0, 1),) if changed.dim() == 4 else ()
-    torch.testing.assert_close(changed[(*first, ..., t, slice(None))], base[(*first, ..., t, slice(None))], rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        changed[(*first, ..., t, slice(None))],
+        base[(*first, ..., t, slice(None))],
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 def time_slice(latents: torch.Tensor, prior: AutoregressivePrior, start: int) -> tuple:
     """Index selecting steps ≥ start of a latents tensor."""
-    return (..., slice(start, None), slice(None)) if not prior.stage_sizes else (..., slice(start, None))
+    return (
+        (..., slice(start, None), slice(None))
+        if not prior.stage_sizes
+        else (..., slice(start, None))
+    )
 
 
-def perturb_from(latents: torch.Tensor, prior: AutoregressivePrior, start: int, seed: int) -> torch.Tensor:
+def perturb_from(
+    latents: torch.Tensor, prior: AutoregressivePrior, start: int, seed: int
+) -> torch.Tensor:
     other = random_latents(prior, seed)
     changed = latents.clone()
     index = time_slice(latents, prior, start)
@@ -80,7 +91,9 @@ def test_prior_prediction_for_step_t_ignores_steps_t_and_later(case, layout_name
             changed = params(prior(perturb_from(latents, prior, t, seed=100 + t), layout))
             assert_unchanged_up_to(changed, base, t)
             if t + 1 < T:  # the test has power: later predictions do move
-                assert not torch.allclose(changed[..., t + 1 :, :], base[..., t + 1 :, :], atol=1e-4)
+                assert not torch.allclose(
+                    changed[..., t + 1 :, :], base[..., t + 1 :, :], atol=1e-4
+                )
 
 
 def packed_row(prior: AutoregressivePrior, seed: int):
@@ -128,9 +141,14 @@ def test_a_packed_document_is_predicted_as_if_it_started_a_fresh_row(case, steps
     length = steps.stop - steps.start
     with torch.no_grad():
         packed = params(prior(latents, layout))[..., steps, :]
-        alone = params(prior(document, SequenceLayout.build(torch.ones(1, length, dtype=torch.bool))))
+        alone = params(
+            prior(document, SequenceLayout.build(torch.ones(1, length, dtype=torch.bool)))
+        )
         # also at the start of a padded row
-        padded_latents = torch.cat([document, select(latents, prior, slice(0, T - length))], dim=-2 if not prior.stage_sizes else -1)
+        padded_latents = torch.cat(
+            [document, select(latents, prior, slice(0, T - length))],
+            dim=-2 if not prior.stage_sizes else -1,
+        )
         padded_mask = (torch.arange(T) < length).unsqueeze(0)
         padded = params(prior(padded_latents, SequenceLayout.build(padded_mask)))[..., :length, :]
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
@@ -166,7 +184,10 @@ def test_each_stage_is_conditioned_on_the_coarser_stages_of_the_same_step(case):
             moved = params(prior(changed, layout))
             torch.testing.assert_close(moved[: s + 1, :, t], base[: s + 1, :, t], rtol=0, atol=1e-6)
             for finer in range(s + 1, num_stages):
-                assert (moved[finer, :, t] - base[finer, :, t]).abs().amax(-1).min() > 1e-4, (s, finer)
+                assert (moved[finer, :, t] - base[finer, :, t]).abs().amax(-1).min() > 1e-4, (
+                    s,
+                    finer,
+                )
             torch.testing.assert_close(moved[:, :, :t], base[:, :, :t], rtol=0, atol=1e-6)
 
 
@@ -178,7 +199,9 @@ def test_each_stage_is_conditioned_on_the_coarser_stages_of_the_same_step(case):
 def test_layer_phi_before_t_ignores_h_from_t_on(case, packed):
     layer = make_layer(case).eval()
     h = random_h(batch=2, steps=T)
-    document_ids = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 1], [3, 3, 4, 4, 4, 4, 4, 6, 6]]) if packed else None
+    document_ids = (
+        torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 1], [3, 3, 4, 4, 4, 4, 4, 6, 6]]) if packed else None
+    )
     base = evaluate(layer, h, document_ids=document_ids)
     other = random_h(batch=2, steps=T, seed=7)
     any_change = False
@@ -186,7 +209,9 @@ def test_layer_phi_before_t_ignores_h_from_t_on(case, packed):
         changed_h = h.clone()
         changed_h[:, t:] = other[:, t:]
         out = evaluate(layer, changed_h, document_ids=document_ids)
-        torch.testing.assert_close(out.phi_per_stage[..., :t], base.phi_per_stage[..., :t], rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            out.phi_per_stage[..., :t], base.phi_per_stage[..., :t], rtol=0, atol=1e-6
+        )
         assert_unchanged_up_to(params(out.prior_params), params(base.prior_params), t)
         torch.testing.assert_close(out.h[:, :t], base.h[:, :t], rtol=0, atol=1e-6)
         any_change |= not torch.allclose(out.phi[:, t:], base.phi[:, t:], atol=1e-4)
@@ -204,7 +229,13 @@ def test_layer_documents_are_independent(case):
     changed_h = h.clone()
     changed_h[:, 3:7] = random_h(batch=1, steps=T, seed=8)[:, 3:7]
     moved = evaluate(layer, changed_h, document_ids=ids)
-    torch.testing.assert_close(moved.phi_per_stage[..., :3], base.phi_per_stage[..., :3], rtol=0, atol=1e-6)
-    torch.testing.assert_close(moved.phi_per_stage[..., 7:], base.phi_per_stage[..., 7:], rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        moved.phi_per_stage[..., :3], base.phi_per_stage[..., :3], rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        moved.phi_per_stage[..., 7:], base.phi_per_stage[..., 7:], rtol=0, atol=1e-6
+    )
     alone = evaluate(layer, h[:, 7:])
-    torch.testing.assert_close(base.phi_per_stage[..., 7:], alone.phi_per_stage, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        base.phi_per_stage[..., 7:], alone.phi_per_stage, rtol=1e-5, atol=1e-5
+    )

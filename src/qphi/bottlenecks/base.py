@@ -50,6 +50,14 @@ class Bottleneck(nn.Module, ABC):
         """Set the Gumbel-softmax temperature (a no-op for bottlenecks without one)."""
 
 
+def distance_logits(encoded: Tensor, codebook: Tensor, temperature: float) -> Tensor:
+    """−‖e − c_k‖² / τ up to terms constant in k: logits of the distance-softmax over a codebook.
+
+    encoded: (B, T, D), codebook: (K, D) → (B, T, K), without materialising (B, T, K, D).
+    """
+    return (2.0 * encoded @ codebook.T - codebook.pow(2).sum(-1)) / temperature
+
+
 def distance_scores(encoded: Tensor, quantized: Tensor, temperature: float) -> Tensor:
     """−‖e_i − ẑ_j‖² / τ up to terms constant in j: the log of a distance-softmax posterior.
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from vector_quantize_pytorch import VectorQuantize
 
-from qphi.bottlenecks.base import Bottleneck, BottleneckOutput, distance_scores
+from qphi.bottlenecks.base import Bottleneck, BottleneckOutput, distance_logits, distance_scores
 from qphi.latents import CategoricalParams, CodeParams
 from qphi.phi.config import PHiConfig, VQConfig
 
@@ -25,6 +25,7 @@ class StageOutput:
     codes: Tensor  # (B, T) int64
     logits: Tensor | None  # (B, T, K) posterior logits of a categorical stage, None for hard VQ
     commitment: Tensor | None
+    relaxed: Tensor | None = None  # (B, T, K) distance-softmax of a hard VQ stage (see CodeParams)
 
 
 class GumbelStage(nn.Module):
@@ -51,6 +52,7 @@ class VQStage(nn.Module):
     def __init__(self, dim: int, num_codes: int, options: VQConfig):
         super().__init__()
         ema = options.codebook_update == "ema"
+        self.temperature = options.critic_temperature
         self.vq = VectorQuantize(
             dim=dim,
             codebook_size=num_codes,
@@ -65,7 +67,10 @@ class VQStage(nn.Module):
 
     def forward(self, r: Tensor, mask: Tensor, sample: bool, tau: float) -> StageOutput:
         quantized, codes, commitment = self.vq(r, mask=mask)
-        return StageOutput(z=quantized, codes=codes.clamp_min(0), logits=None, commitment=commitment)
+        # A copy: the next training pass updates the codebook in place (EMA, dead-code revival).
+        codebook = self.vq.codebook.detach().clone()
+        relaxed = torch.softmax(distance_logits(r, codebook, self.temperature), dim=-1)
+        return StageOutput(z=quantized, codes=codes.clamp_min(0), logits=None, commitment=commitment, relaxed=relaxed)
 
 
 class ResidualQuantizer(Bottleneck):
@@ -101,7 +106,7 @@ class ResidualQuantizer(Bottleneck):
         if self.kind == "gumbel":
             posterior = CategoricalParams(torch.stack([o.logits for o in outs]))
         else:
-            posterior = CodeParams(codes, self.config.codebook_size)
+            posterior = CodeParams(codes, self.config.codebook_size, torch.stack([o.relaxed for o in outs]))
         aux = {}
         if self.kind == "vq" and self.training:
             aux["commitment"] = torch.stack([o.commitment for o in outs]).sum()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from qphi.configuration import Config
 
@@ -33,7 +33,10 @@ class VQConfig(Config):
     )
     gradient: Literal["straight_through", "rotation"] = "rotation"
     critic_temperature: float = Field(
-        1.0, gt=0, description="temperature of the soft (distance-softmax) posterior used only by the self-critic"
+        1.0,
+        gt=0,
+        description="temperature of the soft (distance-softmax) posterior of VQ and FSQ codes, used by the "
+        "self-critic and by the straight-through rate gradient of the PHi term (without detached targets)",
     )
 
 
@@ -76,21 +79,32 @@ class PHiConfig(Config):
     vq: VQConfig = VQConfig()
     loss: LossWeights = LossWeights()
 
-    @model_validator(mode="after")
-    def _check(self) -> PHiConfig:
-        if any(level < 2 for level in self.fsq_levels) or not self.fsq_levels:
-            raise ValueError(f"fsq_levels must be a non-empty list of integers >= 2, got {self.fsq_levels}")
-        if self.logvar_min >= self.logvar_max:
-            raise ValueError("logvar_min must be below logvar_max")
-        if self.d_model is None:
-            return self
-        if self.prior_width % self.prior.n_heads:
-            raise ValueError(
-                f"the prior's width {self.prior_width} must be divisible by prior.n_heads={self.prior.n_heads}"
-            )
-        if (self.prior_width // self.prior.n_heads) % 2:
-            raise ValueError("the prior's head width (width / n_heads) must be even for rotary embeddings")
-        return self
+    @field_validator("fsq_levels")
+    @classmethod
+    def _check_levels(cls, levels: list[int]) -> list[int]:
+        if not levels or min(levels) < 2:
+            raise ValueError("must be a non-empty list of levels per FSQ dimension, each >= 2 (e.g. [8, 5, 5, 5])")
+        return levels
+
+    @field_validator("logvar_max")
+    @classmethod
+    def _check_logvar(cls, logvar_max: float, info: ValidationInfo) -> float:
+        if "logvar_min" in info.data and logvar_max <= info.data["logvar_min"]:
+            raise ValueError(f"must be above logvar_min={info.data['logvar_min']}")
+        return logvar_max
+
+    @field_validator("prior")
+    @classmethod
+    def _check_prior(cls, prior: PriorConfig, info: ValidationInfo) -> PriorConfig:
+        """Checked here rather than after the whole model, so that errors name the `prior` key."""
+        width = prior.width or info.data.get("d_model")
+        if width is None:  # d_model is not set yet (the model builder fills it in) or invalid (reported on its own)
+            return prior
+        if width % prior.n_heads:
+            raise ValueError(f"the prior's width {width} must be divisible by n_heads={prior.n_heads}: change prior.n_heads or prior.width")
+        if (width // prior.n_heads) % 2:
+            raise ValueError(f"the prior's head width {width} / {prior.n_heads} must be even for rotary embeddings: change prior.n_heads or prior.width")
+        return prior
 
     @property
     def prior_width(self) -> int:
@@ -123,6 +137,11 @@ class PHiConfig(Config):
 
     @property
     def max_phi_nats(self) -> float:
-        """Upper bound of PHi per token for discrete bottlenecks: Σ_s ln K_s (inf for continuous)."""
+        """Capacity of the discrete latent per token: Σ_s ln K_s nats (inf for continuous).
+
+        It bounds the PHi under a uniform prior (a hard code then costs exactly this). A learned
+        prior lowers the code length of predictable codes, but one token's PHi can exceed the
+        capacity where the prior is confidently wrong.
+        """
         sizes = self.stage_sizes
         return sum(math.log(k) for k in sizes) if sizes else math.inf

@@ -40,7 +40,9 @@ class AutoregressivePrior(nn.Module):
         else:
             self.embed = nn.Linear(config.code_dim, width)
             self.out = nn.Linear(width, 2 * config.code_dim)
-        self.initial = nn.Parameter(torch.zeros(width))
+        # Not zero: the bias-free SwiGLU head has zero gradient at a zero input, so a zero
+        # initial context would never learn.
+        self.initial = nn.Parameter(torch.randn(width) * 0.02)
         self.attn_norm = nn.RMSNorm(width)
         self.attn = CausalSelfAttention(width, config.prior.n_heads, config.prior.rope_base)
         self.head_norm = nn.RMSNorm(width)

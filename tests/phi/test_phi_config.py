@@ -1,0 +1,84 @@
+"""PHiConfig validation: bad values name their field; `build` turns them into one-line QPhiErrors."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from qphi import PHiConfig, QPhiError
+from qphi.configuration import build
+
+INVALID = [
+    ({"codebook_size": 1}, ("codebook_size",), "greater than or equal to 2"),
+    ({"fsq_levels": [4, 1]}, ("fsq_levels",), ">= 2"),
+    ({"fsq_levels": []}, ("fsq_levels",), "non-empty"),
+    ({"d_model": 12, "prior": {"n_heads": 5}}, ("prior",), "divisible by n_heads=5"),
+    ({"prior": {"width": 12, "n_heads": 4}}, ("prior",), "must be even"),
+    ({"logvar_min": 2.0, "logvar_max": 1.0}, ("logvar_max",), "above logvar_min"),
+    ({"bottleneck": "gumble"}, ("bottleneck",), "'gumbel'"),
+    ({"codebok_size": 8}, ("codebok_size",), "Extra inputs"),
+    ({"loss": {"detach_target": True}}, ("loss", "detach_target"), "Extra inputs"),
+]
+
+
+@pytest.mark.parametrize(("data", "loc", "message"), INVALID)
+def test_invalid_values_raise_a_validation_error_at_their_field(data, loc, message):
+    with pytest.raises(ValidationError) as info:
+        PHiConfig(**{"d_model": 16, **data})
+    errors = info.value.errors()
+    assert len(errors) == 1
+    assert errors[0]["loc"] == loc
+    assert message in errors[0]["msg"]
+
+
+@pytest.mark.parametrize(("data", "loc", "message"), INVALID)
+def test_build_reports_each_problem_on_one_line_naming_the_key(data, loc, message):
+    with pytest.raises(QPhiError) as info:
+        build(PHiConfig, {"d_model": 16, **data})
+    text = str(info.value)
+    assert "\n" not in text
+    assert ".".join(loc) in text
+
+
+@pytest.mark.parametrize(
+    ("data", "suggestion"),
+    [
+        ({"codebok_size": 8}, "did you mean 'codebook_size'?"),
+        ({"fsq_level": [8, 5]}, "did you mean 'fsq_levels'?"),
+        ({"loss": {"detach_target": True}}, "did you mean 'detach_targets'?"),
+        ({"prior": {"n_head": 2}}, "did you mean 'n_heads'?"),
+    ],
+)
+def test_typos_get_the_closest_key_suggested(data, suggestion):
+    with pytest.raises(QPhiError, match="unknown key") as info:
+        build(PHiConfig, {"d_model": 16, **data})
+    assert suggestion in str(info.value)
+
+
+def test_valid_configs_build_and_are_immutable():
+    config = build(
+        PHiConfig, {"d_model": 64, "bottleneck": "residual", "num_stages": 3, "codebook_size": 32}
+    )
+    assert config.stage_sizes == (32, 32, 32)
+    with pytest.raises(ValidationError):
+        config.codebook_size = 4
+    with pytest.raises(QPhiError, match="codebook_size"):
+        config.replace(codebook_size=1)
+    assert config.replace(codebook_size=16).stage_sizes == (16, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("data", "code_dim", "stage_sizes"),
+    [
+        ({"bottleneck": "continuous"}, 96, ()),
+        ({"bottleneck": "continuous", "latent_dim": 8}, 8, ()),
+        ({"bottleneck": "gumbel", "codebook_size": 32}, 64, (32,)),
+        ({"bottleneck": "vq", "latent_dim": 16}, 16, (64,)),
+        ({"bottleneck": "fsq", "fsq_levels": [8, 5, 5]}, 3, (8, 5, 5)),
+        ({"bottleneck": "fsq", "fsq_levels": [8, 5, 5], "fsq_prior": "joint"}, 3, (200,)),
+    ],
+)
+def test_derived_sizes(data, code_dim, stage_sizes):
+    config = PHiConfig(d_model=96, **data)
+    assert config.code_dim == code_dim
+    assert config.stage_sizes == stage_sizes
