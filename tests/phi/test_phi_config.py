@@ -82,3 +82,14 @@ def test_derived_sizes(data, code_dim, stage_sizes):
     config = PHiConfig(d_model=96, **data)
     assert config.code_dim == code_dim
     assert config.stage_sizes == stage_sizes
+
+
+def test_prior_width_is_checked_once_d_model_is_known():
+    deferred = PHiConfig(prior={"n_heads": 5})  # d_model is filled in later by the model builder
+    with pytest.raises(
+        QPhiError, match="'prior': the prior's width 12 must be divisible by n_heads=5"
+    ):
+        deferred.replace(d_model=12)
+    with pytest.raises(ValidationError, match="divisible by n_heads=5"):
+        PHiConfig(prior={"width": 12, "n_heads": 5})  # an explicit width is checked at once
+    assert deferred.replace(d_model=20).prior_width == 20

@@ -106,7 +106,9 @@ def test_phi_is_exactly_zero_at_padding_and_padding_cannot_change_real_outputs(c
     torch.testing.assert_close(moved.h[mask], base.h[mask], rtol=0, atol=1e-6)
     torch.testing.assert_close(moved.z[mask], base.z[mask], rtol=0, atol=1e-6)
     torch.testing.assert_close(moved.losses["phi"], base.losses["phi"])
-    torch.testing.assert_close(base.losses["phi"], base.phi[mask].mean() * layer_weight(case))
+    torch.testing.assert_close(
+        base.losses["phi"], base.phi[mask].mean() * make_config(case).loss.phi
+    )
     if case != "continuous":
         assert (base.code_length[:, ~mask] == 0).all()
         torch.testing.assert_close(moved.codes[:, mask], base.codes[:, mask], rtol=0, atol=0)
@@ -126,10 +128,6 @@ def test_a_padded_row_reports_what_the_unpadded_sequence_reports(case, side):
         out.phi_per_stage[:, :, real], alone.phi_per_stage, rtol=1e-5, atol=1e-5
     )
     torch.testing.assert_close(out.h[:, real], alone.h, rtol=1e-5, atol=1e-5)
-
-
-def layer_weight(case: str) -> float:
-    return make_config(case).loss.phi
 
 
 def uniform_prior_layer(case: str) -> PHiLayer:

@@ -48,22 +48,19 @@ def assert_unchanged_up_to(changed: torch.Tensor, base: torch.Tensor, t: int) ->
     )
 
 
-def time_slice(latents: torch.Tensor, prior: AutoregressivePrior, start: int) -> tuple:
-    """Index selecting steps ≥ start of a latents tensor."""
-    return (
-        (..., slice(start, None), slice(None))
-        if not prior.stage_sizes
-        else (..., slice(start, None))
-    )
+def on_steps(prior: AutoregressivePrior, steps: slice) -> tuple:
+    """Index of `steps` on the time axis of latents: codes (Q, B, T) or z (B, T, D)."""
+    return (..., steps) if prior.stage_sizes else (..., steps, slice(None))
 
 
 def perturb_from(
-    latents: torch.Tensor, prior: AutoregressivePrior, start: int, seed: int
+    latents: torch.Tensor, prior: AutoregressivePrior, t: int, seed: int
 ) -> torch.Tensor:
-    other = random_latents(prior, seed)
+    """The latents with every step ≥ t redrawn."""
     changed = latents.clone()
-    index = time_slice(latents, prior, start)
-    changed[index] = other[index]
+    changed[on_steps(prior, slice(t, None))] = random_latents(prior, seed)[
+        on_steps(prior, slice(t, None))
+    ]
     return changed
 
 
@@ -104,21 +101,14 @@ def packed_row(prior: AutoregressivePrior, seed: int):
     return latents, SequenceLayout.build(torch.ones(1, T, dtype=torch.bool), ids)
 
 
-def select(latents: torch.Tensor, prior: AutoregressivePrior, steps: slice) -> torch.Tensor:
-    return latents[:, steps] if not prior.stage_sizes else latents[:, :, steps]
-
-
 @pytest.mark.parametrize("case", PRIOR_CASES)
 def test_packed_documents_do_not_see_each_other(case):
     prior = make_prior(case)
     latents, layout = packed_row(prior, seed=2)
     other, _ = packed_row(prior, seed=3)
     changed = latents.clone()
-    doc_b = slice(3, 7)
-    if prior.stage_sizes:
-        changed[:, :, doc_b] = other[:, :, doc_b]
-    else:
-        changed[:, doc_b] = other[:, doc_b]
+    doc_b = on_steps(prior, slice(3, 7))
+    changed[doc_b] = other[doc_b]
     with torch.no_grad():
         base, moved = params(prior(latents, layout)), params(prior(changed, layout))
         plain = params(prior(latents, SequenceLayout.build(torch.ones(1, T, dtype=torch.bool))))
@@ -137,7 +127,7 @@ def test_a_packed_document_is_predicted_as_if_it_started_a_fresh_row(case, steps
     positions restart, so its whole prior equals that of the same document alone in a row."""
     prior = make_prior(case)
     latents, layout = packed_row(prior, seed=4)
-    document = select(latents, prior, steps)
+    document = latents[on_steps(prior, steps)]
     length = steps.stop - steps.start
     with torch.no_grad():
         packed = params(prior(latents, layout))[..., steps, :]
@@ -146,8 +136,8 @@ def test_a_packed_document_is_predicted_as_if_it_started_a_fresh_row(case, steps
         )
         # also at the start of a padded row
         padded_latents = torch.cat(
-            [document, select(latents, prior, slice(0, T - length))],
-            dim=-2 if not prior.stage_sizes else -1,
+            [document, latents[on_steps(prior, slice(0, T - length))]],
+            dim=-1 if prior.stage_sizes else -2,
         )
         padded_mask = (torch.arange(T) < length).unsqueeze(0)
         padded = params(prior(padded_latents, SequenceLayout.build(padded_mask)))[..., :length, :]
