@@ -32,9 +32,7 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def stream(
-    num_codes: int, num_codes_per_stage: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def stream(num_codes: int, num_codes_per_stage: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """codes (2, T) drawn from random distributions log_probs (2, T, K), 2·T = num_codes."""
     gen = torch.Generator().manual_seed(seed)
     logits = 2.0 * torch.randn(2, num_codes // 2, num_codes_per_stage, generator=gen)
@@ -55,9 +53,7 @@ def bench_streams(repeats: int) -> None:
             t_enc = best_time(lambda: encode(codes, log_probs), repeats)  # noqa: B023
             t_dec = best_time(lambda: decode(result, log_probs), repeats)  # noqa: B023
             symbols = np.ascontiguousarray(codes.T.reshape(-1).numpy().astype(np.int32))
-            table = np.ascontiguousarray(
-                log_probs.double().exp().transpose(0, 1).reshape(-1, k).numpy()
-            )
+            table = np.ascontiguousarray(log_probs.double().exp().transpose(0, 1).reshape(-1, k).numpy())
 
             def bare_encode():
                 encoder = constriction.stream.queue.RangeEncoder()

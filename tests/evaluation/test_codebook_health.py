@@ -31,9 +31,7 @@ def test_a_prior_that_knows_every_code_removes_all_of_the_usage_entropy():
     stage = codebook_health(codes, [4], log_probs).stages[0]
     assert stage.code_length_nats == pytest.approx(0.0, abs=1e-11)
     assert stage.context_gain_nats == pytest.approx(math.log(2))
-    uniform = codebook_health(
-        codes, [4], torch.full((1, 4, 4), -math.log(4), dtype=torch.float64)
-    ).stages[0]
+    uniform = codebook_health(codes, [4], torch.full((1, 4, 4), -math.log(4), dtype=torch.float64)).stages[0]
     assert uniform.code_length_nats == pytest.approx(math.log(4))
     assert uniform.prior_entropy_nats == pytest.approx(math.log(4))
     assert uniform.context_gain_nats == pytest.approx(math.log(2) - math.log(4))
@@ -45,9 +43,7 @@ def random_batch(seed: int, stage_sizes=(4, 3), batch=3, steps=7):
     gen = torch.Generator().manual_seed(seed)
     width = max(stage_sizes)
     invalid = torch.arange(width) >= torch.tensor(stage_sizes).view(-1, 1, 1, 1)
-    logits = torch.randn(len(stage_sizes), batch, steps, width, generator=gen).masked_fill(
-        invalid, -torch.inf
-    )
+    logits = torch.randn(len(stage_sizes), batch, steps, width, generator=gen).masked_fill(invalid, -torch.inf)
     log_probs = torch.log_softmax(logits, -1)
     codes = Categorical(logits=log_probs).sample()
     mask = torch.rand(batch, steps, generator=gen) < 0.7
@@ -59,12 +55,8 @@ def test_prior_statistics_match_torch_distributions():
     health = codebook_health(codes, [4, 3], log_probs, mask)
     dist = Categorical(logits=log_probs)
     for s, stage in enumerate(health.stages):
-        assert stage.prior_entropy_nats == pytest.approx(
-            float(dist.entropy()[s][mask].mean()), rel=1e-6
-        )
-        assert stage.code_length_nats == pytest.approx(
-            float(-dist.log_prob(codes)[s][mask].mean()), rel=1e-6
-        )
+        assert stage.prior_entropy_nats == pytest.approx(float(dist.entropy()[s][mask].mean()), rel=1e-6)
+        assert stage.code_length_nats == pytest.approx(float(-dist.log_prob(codes)[s][mask].mean()), rel=1e-6)
         assert stage.num_codes == (4, 3)[s]
         assert stage.counts == tuple(torch.bincount(codes[s][mask], minlength=(4, 3)[s]).tolist())
 
@@ -122,6 +114,4 @@ def test_health_of_a_phi_layer_output_is_json_ready():
         assert stage.code_length_nats == pytest.approx(expected, rel=1e-5)
     data = json.loads(json.dumps(health.to_dict()))
     assert data["stages"][1]["num_codes"] == 3
-    assert data["stages"][0]["code_length_bits"] == pytest.approx(
-        health.stages[0].code_length_nats / math.log(2)
-    )
+    assert data["stages"][0]["code_length_bits"] == pytest.approx(health.stages[0].code_length_nats / math.log(2))

@@ -84,11 +84,7 @@ def test_codes_not_drawn_from_the_prior_cost_more_and_still_code_tightly():
     uniform = sample(torch.zeros_like(log_probs), 4)
     stream = encode(uniform, log_probs)
     assert stream.information_bits > 1.2 * entropy_bits
-    assert (
-        0.99 * stream.information_bits - 64
-        <= stream.num_bits
-        <= 1.01 * stream.information_bits + 64
-    )
+    assert 0.99 * stream.information_bits - 64 <= stream.num_bits <= 1.01 * stream.information_bits + 64
 
 
 @pytest.mark.parametrize("log_p", [-40.0, -200.0, -1000.0])

@@ -94,9 +94,7 @@ def test_fsq_rounds_each_bounded_dimension_to_its_bin_centre(kind):
     levels = torch.tensor([4, 3, 5])
     bounded = bound(bottleneck.encode(h), kind)
     reference = (
-        torch.tanh(bottleneck.encode(h))
-        if kind == "tanh"
-        else 2 * torch.sigmoid(1.6 * bottleneck.encode(h)) - 1
+        torch.tanh(bottleneck.encode(h)) if kind == "tanh" else 2 * torch.sigmoid(1.6 * bottleneck.encode(h)) - 1
     )
     torch.testing.assert_close(bounded, reference)
     centres = [(2 * torch.arange(n) + 1) / n - 1 for n in levels.tolist()]  # bin centres of (−1, 1)
@@ -123,9 +121,7 @@ def test_fsq_gradient_passes_straight_through_the_rounding():
     out = bottleneck(h, torch.ones(B, T, dtype=torch.bool))
     weights = torch.randn_like(out.z)
     (out.z * weights).sum().backward()
-    expected = torch.autograd.functional.vjp(
-        lambda x: bound(bottleneck.encode(x), "tanh"), h.detach(), weights
-    )[1]
+    expected = torch.autograd.functional.vjp(lambda x: bound(bottleneck.encode(x), "tanh"), h.detach(), weights)[1]
     torch.testing.assert_close(h.grad, expected)
 
 
@@ -134,9 +130,7 @@ def test_hard_code_posteriors_are_one_hot_at_the_chosen_codes(case):
     _, _, out = run(case)
     assert torch.equal(out.posterior.codes, out.codes)
     probs = out.posterior.distribution().probs
-    assert torch.equal(probs.argmax(-1), out.codes) and torch.equal(
-        probs.sum(-1), torch.ones_like(probs[..., 0])
-    )
+    assert torch.equal(probs.argmax(-1), out.codes) and torch.equal(probs.sum(-1), torch.ones_like(probs[..., 0]))
 
 
 def test_gumbel_straight_through_gradient_reaches_the_logits():

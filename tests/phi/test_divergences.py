@@ -46,13 +46,8 @@ def test_gaussian_kl_matches_torch_over_the_whole_clamp_range():
 
 def test_gaussian_kl_float32_moderate_values():
     g = torch.Generator().manual_seed(1)
-    q, p = (
-        GaussianParams(torch.randn(4, 6, 8, generator=g), torch.randn(4, 6, 8, generator=g))
-        for _ in range(2)
-    )
-    torch.testing.assert_close(
-        gaussian_kl(q, p), kl_divergence(normal(q), normal(p)), rtol=1e-5, atol=1e-5
-    )
+    q, p = (GaussianParams(torch.randn(4, 6, 8, generator=g), torch.randn(4, 6, 8, generator=g)) for _ in range(2))
+    torch.testing.assert_close(gaussian_kl(q, p), kl_divergence(normal(q), normal(p)), rtol=1e-5, atol=1e-5)
 
 
 def test_gaussian_kl_is_zero_between_equal_distributions():
@@ -135,9 +130,7 @@ def test_kl_to_standard_categorical_is_the_kl_to_uniform_over_the_stage_codes():
     logits[1, ..., -2:] = -torch.inf  # stage 2 has 4 codes, stage 1 has 6
     uniform = torch.where(torch.isfinite(logits), 0.0, -torch.inf)
     expected = kl_divergence(Categorical(logits=logits), Categorical(logits=uniform))
-    torch.testing.assert_close(
-        kl_to_standard(CategoricalParams(logits)), expected, rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(kl_to_standard(CategoricalParams(logits)), expected, rtol=1e-5, atol=1e-5)
     # ln K − H(q) ≤ ln K, with K the codes of each stage
     assert (kl_to_standard(CategoricalParams(logits))[1] <= math.log(4) + 1e-9).all()
 

@@ -56,9 +56,7 @@ def test_typos_get_the_closest_key_suggested(data, suggestion):
 
 
 def test_valid_configs_build_and_are_immutable():
-    config = build(
-        PHiConfig, {"d_model": 64, "bottleneck": "residual", "num_stages": 3, "codebook_size": 32}
-    )
+    config = build(PHiConfig, {"d_model": 64, "bottleneck": "residual", "num_stages": 3, "codebook_size": 32})
     assert config.stage_sizes == (32, 32, 32)
     with pytest.raises(ValidationError):
         config.codebook_size = 4
@@ -86,9 +84,7 @@ def test_derived_sizes(data, code_dim, stage_sizes):
 
 def test_prior_width_is_checked_once_d_model_is_known():
     deferred = PHiConfig(prior={"n_heads": 5})  # d_model is filled in later by the model builder
-    with pytest.raises(
-        QPhiError, match="'prior': the prior's width 12 must be divisible by n_heads=5"
-    ):
+    with pytest.raises(QPhiError, match="'prior': the prior's width 12 must be divisible by n_heads=5"):
         deferred.replace(d_model=12)
     with pytest.raises(ValidationError, match="divisible by n_heads=5"):
         PHiConfig(prior={"width": 12, "n_heads": 5})  # an explicit width is checked at once

@@ -65,9 +65,7 @@ def test_hard_code_rate_gradient_is_that_of_the_expected_code_length_under_the_r
     out.phi.sum().backward()
 
     h2 = h.clone().requires_grad_(True)
-    relaxed = layer.bottleneck(
-        h2, torch.ones(B, T, dtype=torch.bool)
-    ).posterior.relaxed  # (Q, B, T, K)
+    relaxed = layer.bottleneck(h2, torch.ones(B, T, dtype=torch.bool)).posterior.relaxed  # (Q, B, T, K)
     log_p = out.prior_params.log_probs().detach()
     surrogate = (relaxed * log_p.masked_fill(log_p == -torch.inf, 0.0)).sum(-1)
     (-surrogate).sum().backward()
@@ -79,9 +77,7 @@ def test_hard_code_rate_gradient_is_that_of_the_expected_code_length_under_the_r
 def test_every_parameter_learns_from_the_layer_and_downstream_losses(case):
     """out.loss plus a stand-in for the upper model's loss reaches every trainable parameter."""
     overrides = {"vq": {"codebook_update": "gradient"}} if "vq" in case else {}
-    layer = make_layer(
-        case, randomized=False, loss={"reconstruction": 0.1, "latent_kl": 0.1}, **overrides
-    ).train()
+    layer = make_layer(case, randomized=False, loss={"reconstruction": 0.1, "latent_kl": 0.1}, **overrides).train()
     torch.manual_seed(0)
     out = layer(random_h(B, T))
     (out.loss + out.h.pow(2).mean()).backward()
@@ -118,9 +114,7 @@ def test_ema_updates_move_the_vq_codebook_in_training_only(case):
 
 
 def test_self_critic_gradient_reaches_the_encoder():
-    layer = make_layer(
-        "continuous", randomized=False, loss={"phi": 0.0, "self_critic": 1.0}
-    ).train()
+    layer = make_layer("continuous", randomized=False, loss={"phi": 0.0, "self_critic": 1.0}).train()
     torch.manual_seed(0)
     layer(random_h(B, T)).losses["self_critic"].backward()
     assert grad_norm(layer.bottleneck.encode.weight) > 0

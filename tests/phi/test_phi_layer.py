@@ -86,9 +86,7 @@ def test_distribution_objects_reproduce_the_per_stage_phi(case, training):
         kl = kl_divergence(out.posterior, out.prior)
     kl = kl.unsqueeze(0) if case == "continuous" else kl
     assert kl.shape == out.phi_per_stage.shape
-    torch.testing.assert_close(
-        kl[:, mask], out.phi_per_stage.detach()[:, mask], rtol=1e-4, atol=1e-4
-    )
+    torch.testing.assert_close(kl[:, mask], out.phi_per_stage.detach()[:, mask], rtol=1e-4, atol=1e-4)
     assert out.phi_per_stage.detach().abs().sum() > 0
 
 
@@ -106,9 +104,7 @@ def test_phi_is_exactly_zero_at_padding_and_padding_cannot_change_real_outputs(c
     torch.testing.assert_close(moved.h[mask], base.h[mask], rtol=0, atol=1e-6)
     torch.testing.assert_close(moved.z[mask], base.z[mask], rtol=0, atol=1e-6)
     torch.testing.assert_close(moved.losses["phi"], base.losses["phi"])
-    torch.testing.assert_close(
-        base.losses["phi"], base.phi[mask].mean() * make_config(case).loss.phi
-    )
+    torch.testing.assert_close(base.losses["phi"], base.phi[mask].mean() * make_config(case).loss.phi)
     if case != "continuous":
         assert (base.code_length[:, ~mask] == 0).all()
         torch.testing.assert_close(moved.codes[:, mask], base.codes[:, mask], rtol=0, atol=0)
@@ -124,9 +120,7 @@ def test_a_padded_row_reports_what_the_unpadded_sequence_reports(case, side):
     real = torch.arange(T) >= 3 if side == "left" else torch.arange(T) < T - 3
     alone = evaluate(layer, h)
     out = evaluate(layer, padded, padding_mask=real.unsqueeze(0))
-    torch.testing.assert_close(
-        out.phi_per_stage[:, :, real], alone.phi_per_stage, rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(out.phi_per_stage[:, :, real], alone.phi_per_stage, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.h[:, real], alone.h, rtol=1e-5, atol=1e-5)
 
 
@@ -232,9 +226,7 @@ def test_loss_terms_are_named_weighted_and_masked(case):
         expected.add("latent_kl")
     assert set(out.losses) == expected
     torch.testing.assert_close(out.losses["phi"], 0.5 * out.phi[loss_mask].mean())
-    torch.testing.assert_close(
-        out.losses["reconstruction"], 0.2 * (h - out.h).pow(2).sum(-1)[loss_mask].mean()
-    )
+    torch.testing.assert_close(out.losses["reconstruction"], 0.2 * (h - out.h).pow(2).sum(-1)[loss_mask].mean())
     if "latent_kl" in expected:
         kl = kl_to_standard(out.posterior_params).sum(0)
         torch.testing.assert_close(out.losses["latent_kl"], 0.4 * kl[loss_mask].mean())
@@ -243,9 +235,7 @@ def test_loss_terms_are_named_weighted_and_masked(case):
     assert set(layer.eval()(h, padding_mask=mask).losses) == {"phi"}
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Mismatch dtype between input and weight"
-)  # RMSNorm of bf16 input
+@pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")  # RMSNorm of bf16 input
 @pytest.mark.parametrize("case", list(CASES))
 def test_bf16_autocast_keeps_the_bottleneck_and_phi_in_float32(case):
     layer = make_layer(case, randomized=False).eval()

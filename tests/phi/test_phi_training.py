@@ -66,9 +66,7 @@ def test_training_separates_a_memorised_pattern_from_noise(case):
     g = torch.Generator().manual_seed(0)
     steps = 200
     for step in range(steps):
-        model.phi.set_temperature(
-            config.tau_start + (config.tau_end - config.tau_start) * step / steps
-        )
+        model.phi.set_temperature(config.tau_start + (config.tau_end - config.tau_start) * step / steps)
         tokens = torch.cat([batch(g, noise=False), batch(g, noise=True)])
         out, task = model(tokens)
         optimizer.zero_grad()

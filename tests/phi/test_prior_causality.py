@@ -53,14 +53,10 @@ def on_steps(prior: AutoregressivePrior, steps: slice) -> tuple:
     return (..., steps) if prior.stage_sizes else (..., steps, slice(None))
 
 
-def perturb_from(
-    latents: torch.Tensor, prior: AutoregressivePrior, t: int, seed: int
-) -> torch.Tensor:
+def perturb_from(latents: torch.Tensor, prior: AutoregressivePrior, t: int, seed: int) -> torch.Tensor:
     """The latents with every step ≥ t redrawn."""
     changed = latents.clone()
-    changed[on_steps(prior, slice(t, None))] = random_latents(prior, seed)[
-        on_steps(prior, slice(t, None))
-    ]
+    changed[on_steps(prior, slice(t, None))] = random_latents(prior, seed)[on_steps(prior, slice(t, None))]
     return changed
 
 
@@ -88,9 +84,7 @@ def test_prior_prediction_for_step_t_ignores_steps_t_and_later(case, layout_name
             changed = params(prior(perturb_from(latents, prior, t, seed=100 + t), layout))
             assert_unchanged_up_to(changed, base, t)
             if t + 1 < T:  # the test has power: later predictions do move
-                assert not torch.allclose(
-                    changed[..., t + 1 :, :], base[..., t + 1 :, :], atol=1e-4
-                )
+                assert not torch.allclose(changed[..., t + 1 :, :], base[..., t + 1 :, :], atol=1e-4)
 
 
 def packed_row(prior: AutoregressivePrior, seed: int):
@@ -131,9 +125,7 @@ def test_a_packed_document_is_predicted_as_if_it_started_a_fresh_row(case, steps
     length = steps.stop - steps.start
     with torch.no_grad():
         packed = params(prior(latents, layout))[..., steps, :]
-        alone = params(
-            prior(document, SequenceLayout.build(torch.ones(1, length, dtype=torch.bool)))
-        )
+        alone = params(prior(document, SequenceLayout.build(torch.ones(1, length, dtype=torch.bool))))
         # also at the start of a padded row
         padded_latents = torch.cat(
             [document, latents[on_steps(prior, slice(0, T - length))]],
@@ -189,9 +181,7 @@ def test_each_stage_is_conditioned_on_the_coarser_stages_of_the_same_step(case):
 def test_layer_phi_before_t_ignores_h_from_t_on(case, packed):
     layer = make_layer(case).eval()
     h = random_h(batch=2, steps=T)
-    document_ids = (
-        torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 1], [3, 3, 4, 4, 4, 4, 4, 6, 6]]) if packed else None
-    )
+    document_ids = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 1], [3, 3, 4, 4, 4, 4, 4, 6, 6]]) if packed else None
     base = evaluate(layer, h, document_ids=document_ids)
     other = random_h(batch=2, steps=T, seed=7)
     any_change = False
@@ -199,9 +189,7 @@ def test_layer_phi_before_t_ignores_h_from_t_on(case, packed):
         changed_h = h.clone()
         changed_h[:, t:] = other[:, t:]
         out = evaluate(layer, changed_h, document_ids=document_ids)
-        torch.testing.assert_close(
-            out.phi_per_stage[..., :t], base.phi_per_stage[..., :t], rtol=0, atol=1e-6
-        )
+        torch.testing.assert_close(out.phi_per_stage[..., :t], base.phi_per_stage[..., :t], rtol=0, atol=1e-6)
         assert_unchanged_up_to(params(out.prior_params), params(base.prior_params), t)
         torch.testing.assert_close(out.h[:, :t], base.h[:, :t], rtol=0, atol=1e-6)
         any_change |= not torch.allclose(out.phi[:, t:], base.phi[:, t:], atol=1e-4)
@@ -219,13 +207,7 @@ def test_layer_documents_are_independent(case):
     changed_h = h.clone()
     changed_h[:, 3:7] = random_h(batch=1, steps=T, seed=8)[:, 3:7]
     moved = evaluate(layer, changed_h, document_ids=ids)
-    torch.testing.assert_close(
-        moved.phi_per_stage[..., :3], base.phi_per_stage[..., :3], rtol=0, atol=1e-6
-    )
-    torch.testing.assert_close(
-        moved.phi_per_stage[..., 7:], base.phi_per_stage[..., 7:], rtol=0, atol=1e-6
-    )
+    torch.testing.assert_close(moved.phi_per_stage[..., :3], base.phi_per_stage[..., :3], rtol=0, atol=1e-6)
+    torch.testing.assert_close(moved.phi_per_stage[..., 7:], base.phi_per_stage[..., 7:], rtol=0, atol=1e-6)
     alone = evaluate(layer, h[:, 7:])
-    torch.testing.assert_close(
-        base.phi_per_stage[..., 7:], alone.phi_per_stage, rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(base.phi_per_stage[..., 7:], alone.phi_per_stage, rtol=1e-5, atol=1e-5)

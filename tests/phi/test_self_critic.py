@@ -54,9 +54,7 @@ def test_self_critic_loss_ignores_scores_of_padding_and_keeps_gradients_finite()
 
 def test_self_critic_loss_is_log_batch_for_uninformative_scores():
     mask = torch.ones(5, 3, dtype=torch.bool)
-    torch.testing.assert_close(
-        self_critic_loss(torch.zeros(5, 5, 3), mask), torch.tensor(math.log(5))
-    )
+    torch.testing.assert_close(self_critic_loss(torch.zeros(5, 5, 3), mask), torch.tensor(math.log(5)))
 
 
 def test_masked_mean_matches_boolean_indexing():
@@ -96,8 +94,6 @@ def test_critic_scores_match_naive_pairwise_scores(case, temperature):
     expected = naive_scores(layer, out)
     assert scores.shape == (4, 4, 5)
     # Terms constant in j may be dropped: compare the differences over j.
-    torch.testing.assert_close(
-        scores - scores[:, :1], expected - expected[:, :1], rtol=1e-4, atol=1e-4
-    )
+    torch.testing.assert_close(scores - scores[:, :1], expected - expected[:, :1], rtol=1e-4, atol=1e-4)
     if case in ("gumbel", "residual"):  # categorical scores are exact log-probabilities
         torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)

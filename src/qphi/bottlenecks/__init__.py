@@ -18,4 +18,11 @@ def build_bottleneck(config: PHiConfig) -> Bottleneck:
     return ResidualQuantizer(config, config.bottleneck, num_stages=1)
 
 
-__all__ = ["Bottleneck", "BottleneckOutput", "FSQBottleneck", "GaussianBottleneck", "ResidualQuantizer", "build_bottleneck"]
+__all__ = [
+    "Bottleneck",
+    "BottleneckOutput",
+    "FSQBottleneck",
+    "GaussianBottleneck",
+    "ResidualQuantizer",
+    "build_bottleneck",
+]

@@ -48,11 +48,7 @@ class StageHealth:
     @property
     def context_gain_nats(self) -> float | None:
         """H(u) − mean code length: what conditioning on the context saves per token."""
-        return (
-            None
-            if self.code_length_nats is None
-            else self.usage_entropy_nats - self.code_length_nats
-        )
+        return None if self.code_length_nats is None else self.usage_entropy_nats - self.code_length_nats
 
     @property
     def calibration_gap_nats(self) -> float | None:
@@ -89,9 +85,7 @@ class CodebookHealthAccumulator:
 
     def __init__(self, stage_sizes: Sequence[int]):
         if not stage_sizes or min(stage_sizes) < 1:
-            raise QPhiError(
-                f"stage_sizes must list each stage's number of codes (>= 1), got {list(stage_sizes)}"
-            )
+            raise QPhiError(f"stage_sizes must list each stage's number of codes (>= 1), got {list(stage_sizes)}")
         self.stage_sizes = tuple(int(k) for k in stage_sizes)
         self.reset()
 
@@ -102,16 +96,12 @@ class CodebookHealthAccumulator:
         self._tokens = 0
         self._with_prior: bool | None = None  # whether the batches so far came with log-probs
 
-    def update(
-        self, codes: Tensor, log_probs: Tensor | None = None, mask: Tensor | None = None
-    ) -> None:
+    def update(self, codes: Tensor, log_probs: Tensor | None = None, mask: Tensor | None = None) -> None:
         """codes (Q, B, T) or (Q, N) int64; log_probs (Q, B, T, K) or (Q, N, K), the prior's
         log-softmax; mask (B, T) or (N,) bool, True at tokens to count (default: all)."""
         num_stages = len(self.stage_sizes)
         if codes.dim() < 2 or codes.shape[0] != num_stages:
-            raise QPhiError(
-                f"codes must have shape (Q={num_stages}, ...), got {tuple(codes.shape)}"
-            )
+            raise QPhiError(f"codes must have shape (Q={num_stages}, ...), got {tuple(codes.shape)}")
         if mask is not None and mask.shape != codes.shape[1:]:
             raise QPhiError(
                 f"the mask must have shape {tuple(codes.shape[1:])} (codes' shape after Q), got {tuple(mask.shape)}"
@@ -133,9 +123,7 @@ class CodebookHealthAccumulator:
         flat = codes.detach()[:, keep]  # (Q, N)
         for s, size in enumerate(self.stage_sizes):
             if flat.shape[1] and not 0 <= int(flat[s].min()) <= int(flat[s].max()) < size:
-                raise QPhiError(
-                    f"stage {s} has {size} codes but got codes outside [0, {size}): check stage_sizes"
-                )
+                raise QPhiError(f"stage {s} has {size} codes but got codes outside [0, {size}): check stage_sizes")
             self._counts[s] += torch.bincount(flat[s], minlength=size).cpu()
         self._tokens += flat.shape[1]
         if log_probs is not None:
@@ -147,22 +135,16 @@ class CodebookHealthAccumulator:
     def update_from_output(self, out: PHiOutput) -> None:
         """Count a discrete PHi layer's codes at its real tokens, with its prior's log-probs."""
         if out.codes is None:
-            raise QPhiError(
-                "codebook health needs a discrete bottleneck: the continuous one emits no codes"
-            )
+            raise QPhiError("codebook health needs a discrete bottleneck: the continuous one emits no codes")
         self.update(out.codes, out.prior_params.log_probs(), out.mask)
 
     def compute(self) -> CodebookHealth:
         if not self._tokens:
-            raise QPhiError(
-                "no codes were counted: call update() with at least one real token before compute()"
-            )
+            raise QPhiError("no codes were counted: call update() with at least one real token before compute()")
         stages = []
         for s, counts in enumerate(self._counts):
             usage = counts.double() / self._tokens
-            entropy = float(
-                -torch.where(usage > 0, usage * usage.log(), torch.zeros_like(usage)).sum()
-            )
+            entropy = float(-torch.where(usage > 0, usage * usage.log(), torch.zeros_like(usage)).sum())
             used = int((counts > 0).sum())
             stages.append(
                 StageHealth(
@@ -175,12 +157,8 @@ class CodebookHealthAccumulator:
                     utilisation=used / counts.numel(),
                     usage_entropy_nats=entropy,
                     perplexity=math.exp(entropy),
-                    prior_entropy_nats=float(self._entropy_sum[s]) / self._tokens
-                    if self._with_prior
-                    else None,
-                    code_length_nats=float(self._code_length_sum[s]) / self._tokens
-                    if self._with_prior
-                    else None,
+                    prior_entropy_nats=float(self._entropy_sum[s]) / self._tokens if self._with_prior else None,
+                    code_length_nats=float(self._code_length_sum[s]) / self._tokens if self._with_prior else None,
                 )
             )
         return CodebookHealth(stages=tuple(stages))

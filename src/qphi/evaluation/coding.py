@@ -124,9 +124,7 @@ def decode(stream: EncodedStream, log_probs: Tensor, mask: Tensor | None = None)
     log_probs = log_probs.detach().cpu()
     _check_length(stream, num_stages * int(mask.sum()))
     decoder = constriction.stream.queue.RangeDecoder(stream.words)
-    flat = torch.from_numpy(
-        decoder.decode(_MODEL, _probability_table(log_probs, mask)).astype(np.int64)
-    )
+    flat = torch.from_numpy(decoder.decode(_MODEL, _probability_table(log_probs, mask)).astype(np.int64))
     codes = torch.zeros(num_stages, steps, dtype=torch.long)
     codes[:, mask] = flat.view(-1, num_stages).T
     picked = log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1)[:, mask]
@@ -178,9 +176,7 @@ def decode_with_prior(
     prior would make it exact by construction.
     """
     if not prior.stage_sizes:
-        raise QPhiError(
-            "decode_with_prior needs a discrete prior: the continuous bottleneck has no codes to decode"
-        )
+        raise QPhiError("decode_with_prior needs a discrete prior: the continuous bottleneck has no codes to decode")
     if isinstance(mask_or_length, int):
         mask_or_length = torch.ones(mask_or_length, dtype=torch.bool)
     mask = _check_mask(mask_or_length, mask_or_length.shape[-1])
@@ -239,9 +235,7 @@ class CodingReport:
         }
 
 
-def measure_coding(
-    codes: Tensor, log_probs: Tensor, mask: Tensor | None = None, verify: bool = True
-) -> CodingReport:
+def measure_coding(codes: Tensor, log_probs: Tensor, mask: Tensor | None = None, verify: bool = True) -> CodingReport:
     """Encode every sequence of a batch on its own and compare with Σ −log2 p(code).
 
     codes (Q, B, T) int64; log_probs (Q, B, T, K), e.g. `out.prior_params.log_probs()`;
@@ -289,9 +283,7 @@ class PosteriorCodeLengths:
 def posterior_code_lengths(out: PHiOutput) -> PosteriorCodeLengths:
     """PHi (KL) vs code lengths of a discrete PHi layer's output (see the module docstring)."""
     if out.codes is None or out.code_length is None:
-        raise QPhiError(
-            "posterior_code_lengths needs a discrete bottleneck: the continuous one emits no codes"
-        )
+        raise QPhiError("posterior_code_lengths needs a discrete bottleneck: the continuous one emits no codes")
     log_p = out.prior_params.log_probs()
     if isinstance(out.posterior_params, CategoricalParams):
         log_q = out.posterior_params.log_probs()
@@ -301,9 +293,7 @@ def posterior_code_lengths(out: PHiOutput) -> PosteriorCodeLengths:
     elif isinstance(out.posterior_params, CodeParams):
         cross_entropy, entropy = out.code_length, torch.zeros_like(out.code_length)
     else:
-        raise QPhiError(
-            f"posterior_code_lengths cannot read a {type(out.posterior_params).__name__} posterior"
-        )
+        raise QPhiError(f"posterior_code_lengths cannot read a {type(out.posterior_params).__name__} posterior")
     return PosteriorCodeLengths(
         phi_nats=_stage_means(out.phi_per_stage, out.mask),
         code_length_nats=_stage_means(out.code_length, out.mask),
@@ -358,9 +348,7 @@ def _check_mask(mask: Tensor | None, steps: int) -> Tensor:
     if mask is None:
         return torch.ones(steps, dtype=torch.bool)
     if mask.shape != (steps,):
-        raise QPhiError(
-            f"the mask must have shape ({steps},) (one flag per time step), got {tuple(mask.shape)}"
-        )
+        raise QPhiError(f"the mask must have shape ({steps},) (one flag per time step), got {tuple(mask.shape)}")
     return mask.detach().cpu().bool()
 
 
@@ -372,13 +360,9 @@ def _check_stream(codes: Tensor, log_probs: Tensor, mask: Tensor | None) -> Tens
         )
     in_range = codes.numel() == 0 or 0 <= int(codes.min()) <= int(codes.max()) < log_probs.shape[-1]
     if codes.dtype.is_floating_point or not in_range:
-        raise QPhiError(
-            f"codes must be integers in [0, {log_probs.shape[-1]}) (K = log_probs.shape[-1])"
-        )
+        raise QPhiError(f"codes must be integers in [0, {log_probs.shape[-1]}) (K = log_probs.shape[-1])")
     if log_probs.numel() and not float(log_probs.amax()) < math.inf:  # amax propagates nan
-        raise QPhiError(
-            "log_probs contain nan or +inf: pass log-softmax outputs (−inf only for impossible codes)"
-        )
+        raise QPhiError("log_probs contain nan or +inf: pass log-softmax outputs (−inf only for impossible codes)")
     return _check_mask(mask, codes.shape[1])
 
 

@@ -57,10 +57,14 @@ class LossWeights(Config):
 class PHiConfig(Config):
     """A PHi layer placed on the main pathway of a sequence model of width `d_model`."""
 
-    d_model: int | None = Field(None, ge=1, description="width of the host model; None = filled in by the model builder")
+    d_model: int | None = Field(
+        None, ge=1, description="width of the host model; None = filled in by the model builder"
+    )
     bottleneck: BottleneckName = "gumbel"
     latent_dim: int | None = Field(
-        None, ge=1, description="continuous: d_z (None = d_model); discrete: codebook vector width (None = min(d_model, 64))"
+        None,
+        ge=1,
+        description="continuous: d_z (None = d_model); discrete: codebook vector width (None = min(d_model, 64))",
     )
     codebook_size: int = Field(64, ge=2, description="K, codes per stage (gumbel, vq, residual)")
     num_stages: int = Field(2, ge=1, description="Q, residual quantization stages")
@@ -68,7 +72,8 @@ class PHiConfig(Config):
     fsq_levels: list[int] = Field(default_factory=lambda: [8, 5, 5, 5])
     fsq_bound: Literal["tanh", "ifsq"] = "tanh"
     fsq_prior: Literal["factorised", "joint"] = Field(
-        "factorised", description="factorised: one categorical per FSQ dimension, coarse-to-fine; joint: one over all codes"
+        "factorised",
+        description="factorised: one categorical per FSQ dimension, coarse-to-fine; joint: one over all codes",
     )
     tau_start: float = Field(1.0, gt=0, description="Gumbel-softmax temperature at the start of training")
     tau_end: float = Field(0.1, gt=0, description="... and at the end (cosine anneal)")
@@ -101,9 +106,13 @@ class PHiConfig(Config):
         if width is None:  # d_model is not set yet (the model builder fills it in) or invalid (reported on its own)
             return prior
         if width % prior.n_heads:
-            raise ValueError(f"the prior's width {width} must be divisible by n_heads={prior.n_heads}: change prior.n_heads or prior.width")
+            raise ValueError(
+                f"the prior's width {width} must be divisible by n_heads={prior.n_heads}: change prior.n_heads or prior.width"
+            )
         if (width // prior.n_heads) % 2:
-            raise ValueError(f"the prior's head width {width} / {prior.n_heads} must be even for rotary embeddings: change prior.n_heads or prior.width")
+            raise ValueError(
+                f"the prior's head width {width} / {prior.n_heads} must be even for rotary embeddings: change prior.n_heads or prior.width"
+            )
         return prior
 
     @property

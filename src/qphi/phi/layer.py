@@ -1,8 +1,8 @@
 """The PHi layer: bottleneck → learned prior → PHi loss, on the main pathway of a model.
 
-    h_t ──q──▶ z_t ──decode──▶ h'_t          (the upper layers see only h')
-                │
-                └── p(z_t | z_<t) ──▶ PHi_t = D(q(z_t|h_t) ‖ p(z_t|z_<t))
+h_t ──q──▶ z_t ──decode──▶ h'_t          (the upper layers see only h')
+            │
+            └── p(z_t | z_<t) ──▶ PHi_t = D(q(z_t|h_t) ‖ p(z_t|z_<t))
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ class AutoregressivePrior(nn.Module):
         if not self.stage_sizes:
             mean, logvar = self.out(self.mlp(self.head_norm(context))).chunk(2, dim=-1)
             return GaussianParams(mean, logvar.clamp(self.config.logvar_min, self.config.logvar_max))
-        coarser = stage_vectors.cumsum(0) - stage_vectors  # codes of stages < s at the same step
+        # codes of stages < s at the same step (an exclusive cumsum: stage s must not see its own code,
+        # not even through rounding, or an entropy decoder could not reproduce its distribution)
+        coarser = torch.cat([torch.zeros_like(stage_vectors[:1]), stage_vectors[:-1].cumsum(0)])
         u = context.unsqueeze(0) + coarser + self.stage_embed.view(-1, 1, 1, self.stage_embed.shape[-1])
         hidden = self.mlp(self.head_norm(u))
         logits = torch.einsum("qbtw,qwk->qbtk", hidden, self.out_weight) + self.out_bias.unsqueeze(1).unsqueeze(1)
