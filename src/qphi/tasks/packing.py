@@ -1,0 +1,178 @@
+"""Packing variable-length samples into fixed-length rows.
+
+Each document is tokenised as BOS + text + EOS and placed whole in one row; rows are filled
+with several documents and padded at the end. Models keep documents apart with
+`document_ids` (block-diagonal attention) and `positions` (restarting at 0 per document);
+losses skip positions whose target is `IGNORE_INDEX`.
+
+A document longer than the limit (the row, or `max_doc_length`) keeps its BOS and the first
+limit − 1 characters and gets no EOS: the block did not end there, and an EOS would teach
+the model that blocks stop mid-sequence. Its `Sample` is replaced by the truncated one, so
+`documents[i].text` is always exactly the text in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qphi.errors import QPhiError
+from qphi.tasks.levels import Sample
+from qphi.tasks.tokenizer import CharTokenizer
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Batch:
+    """A packed batch; every tensor is (B, T).
+
+    input_ids, targets (next token of the same document, IGNORE_INDEX where there is none),
+    padding_mask (True at real tokens), document_ids (0.. per document within a row; the
+    padding of a row has the id after its last document), positions (0.. per document, and
+    0.. over the padding).
+    meta: level (-1 on padding), perturbed, block_start, num_states, num_edges, vocab_size
+    (-1 without an automaton), description_length (float32, NaN without an automaton),
+    doc_index (into `documents`, -1 on padding), is_text (False on BOS/EOS/padding).
+    BOS and EOS carry their document's level and automaton metadata.
+    """
+
+    input_ids: Tensor
+    targets: Tensor
+    padding_mask: Tensor
+    document_ids: Tensor
+    positions: Tensor
+    meta: dict[str, Tensor]
+    documents: list[Sample]
+
+    def _map(self, fn) -> Batch:
+        tensors = {
+            f.name: fn(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("meta", "documents")
+        }
+        return replace(self, **tensors, meta={k: fn(v) for k, v in self.meta.items()})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Called by DataLoader(pin_memory=True)."""
+        return self._map(lambda t: t.pin_memory())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.input_ids.shape)
+
+    @property
+    def fill_ratio(self) -> float:
+        """Fraction of positions holding real tokens."""
+        return float(self.padding_mask.float().mean())
+
+
+def document_length(sample: Sample) -> int:
+    """Tokens the sample takes in a row: BOS + text (+ EOS unless truncated)."""
+    return len(sample.text) + (1 if sample.truncated else 2)
+
+
+def fit_document(sample: Sample, limit: int) -> Sample:
+    """The sample, truncated (BOS + first limit − 1 characters, no EOS) if it takes more than `limit` tokens."""
+    if limit < 2:
+        raise QPhiError(f"row_length / max_doc_length must be at least 2 tokens, got {limit}")
+    return sample if document_length(sample) <= limit else sample.truncate(limit - 1)
+
+
+def pack_rows(rows: Sequence[Sequence[Sample]], tokenizer: CharTokenizer, row_length: int) -> Batch:
+    """Lay out the given documents, row by row in the given order; each row must fit."""
+    shape = (len(rows), row_length)
+    ids = np.full(shape, tokenizer.pad_id, dtype=np.int64)
+    targets = np.full(shape, IGNORE_INDEX, dtype=np.int64)
+    real = np.zeros(shape, dtype=bool)
+    document_ids = np.zeros(shape, dtype=np.int64)
+    positions = np.zeros(shape, dtype=np.int64)
+    meta = {
+        "level": np.full(shape, -1, dtype=np.int64),
+        "perturbed": np.zeros(shape, dtype=bool),
+        "block_start": np.zeros(shape, dtype=bool),
+        "num_states": np.full(shape, -1, dtype=np.int64),
+        "num_edges": np.full(shape, -1, dtype=np.int64),
+        "vocab_size": np.full(shape, -1, dtype=np.int64),
+        "description_length": np.full(shape, np.nan, dtype=np.float32),
+        "doc_index": np.full(shape, -1, dtype=np.int64),
+        "is_text": np.zeros(shape, dtype=bool),
+    }
+    ramp = np.arange(row_length)
+    documents: list[Sample] = []
+    for r, row in enumerate(rows):
+        start = 0
+        for j, doc in enumerate(row):
+            text_ids = tokenizer.encode_array(doc.text)
+            n = text_ids.size
+            end = start + document_length(doc)
+            if end > row_length:
+                raise ValueError(f"row {r} holds {end} tokens, more than row_length={row_length}")
+            text = slice(start + 1, start + 1 + n)
+            span = slice(start, end)
+            ids[r, start] = tokenizer.bos_id
+            ids[r, text] = text_ids
+            if not doc.truncated:
+                ids[r, end - 1] = tokenizer.eos_id
+            targets[r, start : end - 1] = ids[r, start + 1 : end]
+            real[r, span] = True
+            document_ids[r, span] = j
+            positions[r, span] = ramp[: end - start]
+            meta["level"][r, span] = doc.level
+            meta["perturbed"][r, text] = doc.perturbed
+            meta["block_start"][r, text] = doc.block_start
+            meta["num_states"][r, span] = doc.num_states
+            meta["num_edges"][r, span] = doc.num_edges
+            meta["vocab_size"][r, span] = doc.vocab_size
+            meta["description_length"][r, span] = doc.description_length
+            meta["doc_index"][r, span] = len(documents)
+            meta["is_text"][r, text] = True
+            documents.append(doc)
+            start = end
+        document_ids[r, start:] = len(row)
+        positions[r, start:] = ramp[: row_length - start]
+    return Batch(
+        input_ids=torch.from_numpy(ids),
+        targets=torch.from_numpy(targets),
+        padding_mask=torch.from_numpy(real),
+        document_ids=torch.from_numpy(document_ids),
+        positions=torch.from_numpy(positions),
+        meta={k: torch.from_numpy(v) for k, v in meta.items()},
+        documents=documents,
+    )
+
+
+def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Group item indices into bins of `capacity`: longest first, each into the first bin it fits."""
+    bins: list[list[int]] = []
+    space: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for b, free in enumerate(space):
+            if lengths[i] <= free:
+                bins[b].append(i)
+                space[b] -= lengths[i]
+                break
+        else:
+            bins.append([i])
+            space.append(capacity - lengths[i])
+    return bins
+
+
+def pack_samples(
+    samples: Sequence[Sample],
+    tokenizer: CharTokenizer,
+    row_length: int,
+    max_doc_length: int | None = None,
+) -> Batch:
+    """Pack all samples into as few rows as first-fit-decreasing finds (at least one row)."""
+    limit = min(row_length, max_doc_length or row_length)
+    docs = [fit_document(s, limit) for s in samples]
+    plan = first_fit_decreasing([document_length(d) for d in docs], row_length) or [[]]
+    return pack_rows([[docs[i] for i in row] for row in plan], tokenizer, row_length)
