@@ -66,22 +66,23 @@ class PFA:
             raise QPhiError("transition_symbols must hold -1 (no edge) or a letter index 0..17")
         check_range("sequence_length", sequence_length, 1)
         table = symbols.numpy()
-        for s, row in enumerate(table):
-            letters = row[row >= 0]
-            if letters.size == 0:
-                raise QPhiError(
-                    f"state {s} has no outgoing edge: every state needs one (there are no final states)"
-                )
-            if np.unique(letters).size != letters.size:
-                raise QPhiError(
-                    f"state {s} has two edges with the same letter: the letters leaving a state must differ"
-                )
+        degree = (table >= 0).sum(axis=1)
+        letter_counts = (table[:, :, None] == np.arange(ALPHABET_SIZE)).sum(axis=1)  # (S, 18)
+        if (degree == 0).any():
+            raise QPhiError(
+                f"state {int(np.argmin(degree))} has no outgoing edge: every state needs one (there are no final states)"
+            )
+        if (letter_counts > 1).any():
+            raise QPhiError(
+                f"state {int(np.argmax(letter_counts.max(axis=1)))} has two edges with the same letter: "
+                "the letters leaving a state must differ"
+            )
         self._symbols = symbols
         self.sequence_length: IntRange = (int(sequence_length[0]), int(sequence_length[1]))
-        self._out_degree: list[int] = [int((row >= 0).sum()) for row in table]
+        self._out_degree: list[int] = degree.tolist()
         # per state, edges in order of their target: (letter character, target state)
         self._edges: list[list[tuple[str, int]]] = [
-            [(ALPHABET[int(row[t])], int(t)) for t in np.flatnonzero(row >= 0)] for row in table
+            [(ALPHABET[c], t) for t, c in enumerate(row) if c >= 0] for row in table.tolist()
         ]
         # (S, 18) next state for each letter, -1 if that letter cannot be emitted
         self._next = np.full((len(table), ALPHABET_SIZE), -1, dtype=np.int64)
@@ -273,6 +274,10 @@ class PFA:
         return self.sequence_length == other.sequence_length and torch.equal(
             self._symbols, other._symbols
         )
+
+    def __reduce__(self) -> tuple:
+        """Pickle as a plain array: DataLoader workers would otherwise move every small tensor to shared memory."""
+        return (PFA, (self._symbols.numpy(), self.sequence_length))
 
     def __hash__(self) -> int:
         return hash((self.sequence_length, tuple(self._symbols.flatten().tolist())))
