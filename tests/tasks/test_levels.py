@@ -246,4 +246,5 @@ def test_truncate_keeps_metadata_aligned(levels):
     assert np.array_equal(cut.perturbed, sample.perturbed[:25])
     assert np.array_equal(cut.block_start, sample.block_start[:25])
     assert cut.automaton is sample.automaton and cut.level == 3
-    assert sample.truncate(len(sample.text)) is sample
+    whole = sample.truncate(len(sample.text))
+    assert whole.truncated and whole.text == sample.text

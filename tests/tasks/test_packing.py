@@ -140,13 +140,24 @@ def test_truncation_keeps_bos_drops_eos_and_keeps_metadata(levels):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.integers(0, 300), min_size=0, max_size=30), st.integers(2, 400), st.integers(0, 3)
+    st.lists(st.integers(0, 300), max_size=30),
+    st.integers(2, 400),
+    st.integers(2, 400),
+    st.integers(0, 3),
 )
-def test_packing_never_loses_or_duplicates_tokens(lengths, row_length, seed):
+def test_packing_never_loses_or_duplicates_tokens(lengths, row_length, max_doc_length, seed):
     samples = _synthetic(lengths, seed)
-    check_batch(
-        pack_samples(samples, TOK, row_length), _expected_texts(samples, row_length), row_length
+    batch = pack_samples(samples, TOK, row_length)
+    check_batch(batch, _expected_texts(samples, row_length), row_length)
+    batches = list(
+        PackedBatches(samples, TOK, 2, row_length, max_doc_length=max_doc_length, pool_size=5)
     )
+    limit = min(row_length, max_doc_length)
+    assert sorted(d.text for b in batches for d in b.documents) == sorted(
+        _expected_texts(samples, limit)
+    )
+    for b in batches:
+        check_batch(b, [d.text for d in b.documents], row_length)
 
 
 def test_packed_batches_consume_a_finite_stream_exactly_once():
@@ -190,3 +201,13 @@ def test_bad_sizes_are_user_errors(levels):
         PackedBatches(SampleStream(levels), TOK, batch_size=0, row_length=512)
     with pytest.raises(QPhiError, match="max_doc_length"):
         PackedBatches(SampleStream(levels), TOK, batch_size=2, row_length=512, max_doc_length=1)
+
+
+def test_a_text_that_fits_only_without_its_eos_is_marked_truncated():
+    samples = _synthetic([1, 3])
+    batch = pack_samples(samples, TOK, row_length=4)
+    check_batch(batch, _expected_texts(samples, 4), 4)
+    assert [d.truncated for d in sorted(batch.documents, key=lambda d: len(d.text))] == [
+        False,
+        True,
+    ]

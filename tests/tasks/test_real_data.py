@@ -89,7 +89,9 @@ def test_missing_or_broken_data_is_a_user_error(tmp_path):
         load_gsm8k(tmp_path)
     with pytest.raises(QPhiError, match="split"):
         load_gsm8k(tmp_path, split="dev")
-    (tmp_path / "math.jsonl").write_text('{"problem": "p", "level": "Level 1", "solution": "no box"}\n')
+    (tmp_path / "math.jsonl").write_text(
+        '{"problem": "p", "level": "Level 1", "solution": "no box"}\n'
+    )
     with pytest.raises(QPhiError, match="record 0 has no final answer"):
         load_math(tmp_path / "math.jsonl")
 

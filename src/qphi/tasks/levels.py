@@ -1,10 +1,23 @@
 """The six learning levels of SPEC §4.2: blocks of sequences that need different computation.
 
-A sample is a block of 10..19 sequences separated by single spaces, all drawn at one level.
-The fixed items of levels 0–2 (automata and the memorised sequences) come from their own
-generator seeded with `fixed_seed`, so every run, process and evaluation sees the same ones
-and the caller's random state is never touched; every other draw comes from the generator
-the caller passes.
+A sample is a block of sequences separated by single spaces, all drawn at one level:
+
+    0 memorised sequences   one of 10 fixed automata; sequences drawn with replacement from its 10 stored ones
+    1 memorised programs    one of 10 fixed automata; fresh sequences
+    2 fixed structure       one of 10 fixed graphs, its letters renamed onto a fresh vocabulary per block
+    3 in-context learning   a fresh random automaton per block
+    4 random                uniform letters a..r, lengths as for the automata
+    5 copy                  5..9 random sequences, each followed at once by its copy (s1 s1 s2 s2 ...)
+
+Every sequence is perturbed with probability 0.5; a perturbed sequence has each character
+redrawn uniformly from a..r with probability 0.2, and those positions are flagged (a redraw
+may give back the same letter). At the copy level a source is perturbed before it is
+repeated, so the copy stays exact.
+
+The fixed items of levels 0–2 come from their own generator seeded with `fixed_seed` (and
+depend on the ranges and counts of the config), so every run, process and evaluation sees
+the same ones and the caller's random state is never touched; every other draw comes from
+the generator the caller passes.
 """
 
 from __future__ import annotations
@@ -101,7 +114,7 @@ class Sample:
     block_start: True on the first character of every sequence of the block.
     clean_text: the block before perturbation.
     fixed_index: which fixed automaton of levels 0–2 was used, -1 otherwise.
-    truncated: the text was cut to fit a row; the block continued past its end.
+    truncated: cut to fit a row, so no EOS follows (the block may have gone on).
     """
 
     text: str
@@ -136,9 +149,7 @@ class Sample:
         return self.automaton.description_length if self.automaton is not None else math.nan
 
     def truncate(self, num_chars: int) -> Sample:
-        """The first `num_chars` characters with their metadata (self if it is not longer)."""
-        if num_chars >= len(self.text):
-            return self
+        """The first `num_chars` characters with their metadata, marked truncated (no EOS follows it)."""
         return replace(
             self,
             text=self.text[:num_chars],
