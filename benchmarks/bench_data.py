@@ -10,8 +10,11 @@ consumption of the `cpu` and `paper` training shapes, and the fill ratio of the 
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
+import pickle
 import time
+from multiprocessing.reduction import ForkingPickler
 
 import torch
 from torch.utils.data import DataLoader
@@ -85,6 +88,30 @@ def bench_batches(
     return rate
 
 
+def bench_transfer(levels: PFALevels, batch: int = 16, row: int = 2048, repeats: int = 10) -> None:
+    """Worker-to-main cost of one batch: Batch pickles its tensors as arrays (through the pipe);
+    torch's default for tensors moves each storage into a new shared-memory block."""
+    batches = list(
+        itertools.islice(
+            iter(PackedBatches(SampleStream(levels), CharTokenizer(), batch, row)), repeats
+        )
+    )
+    as_tensors = [{**vars(b), "meta": dict(b.meta), "documents": None} for b in batches]
+    print(
+        f"transfer of one ({batch}, {row}) batch between processes (pickle + unpickle, documents included)"
+    )
+    for name, objects in (
+        ("Batch, tensors as arrays", batches),
+        ("torch shared-memory tensors", as_tensors),
+    ):
+        start = time.perf_counter()
+        for obj in objects:
+            buffer = io.BytesIO()
+            ForkingPickler(buffer).dump(obj)
+            pickle.loads(buffer.getvalue())
+        print(f"  {name:<28}: {(time.perf_counter() - start) / repeats * 1e3:6.1f} ms")
+
+
 def bench_fill(levels: PFALevels, batch: int = 16) -> None:
     """Fill ratio and truncated share by row shape and pool size (documents waiting to be placed)."""
     print(f"fill ratio of {batch} rows (10 batches each)")
@@ -136,6 +163,8 @@ def main() -> None:
                 f"{args.workers} workers {multi / per_step:.1f} steps/s (10x headroom up to "
                 f"{multi / per_step / 10:.2f} steps/s; add workers to scale)"
             )
+    print()
+    bench_transfer(levels)
     print()
     bench_fill(levels)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -211,3 +212,22 @@ def test_a_text_that_fits_only_without_its_eos_is_marked_truncated():
         False,
         True,
     ]
+
+
+def test_batches_and_automata_survive_pickling(levels):
+    generator = torch.Generator().manual_seed(5)
+    batch = pack_samples(
+        [levels.sample(level, generator) for level in range(6)], TOK, row_length=2048
+    )
+    copy = pickle.loads(pickle.dumps(batch))
+    for name in ("input_ids", "targets", "padding_mask", "document_ids", "positions"):
+        assert torch.equal(getattr(copy, name), getattr(batch, name))
+    for key, value in batch.meta.items():
+        assert torch.equal(copy.meta[key].nan_to_num(-7.0), value.nan_to_num(-7.0))
+    for a, b in zip(copy.documents, batch.documents, strict=True):
+        assert a.text == b.text and a.automaton == b.automaton
+        if b.automaton is not None:
+            assert a.automaton.sample(torch.Generator().manual_seed(0)) == b.automaton.sample(
+                torch.Generator().manual_seed(0)
+            )
+            assert torch.equal(a.automaton.transition_probs, b.automaton.transition_probs)

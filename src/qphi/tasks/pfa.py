@@ -275,9 +275,14 @@ class PFA:
             self._symbols, other._symbols
         )
 
-    def __reduce__(self) -> tuple:
-        """Pickle as a plain array: DataLoader workers would otherwise move every small tensor to shared memory."""
-        return (PFA, (self._symbols.numpy(), self.sequence_length))
+    def __getstate__(self) -> dict:
+        """Tensors pickle as arrays: DataLoader workers would give each its own shared-memory block."""
+        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, Tensor)}
+        state["_symbols"] = self._symbols.numpy()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _symbols=torch.from_numpy(state["_symbols"]))
 
     def __hash__(self) -> int:
         return hash((self.sequence_length, tuple(self._symbols.flatten().tolist())))
