@@ -188,6 +188,8 @@ class PFALevels:
 
     def sample(self, level: int, generator: torch.Generator) -> Sample:
         """One block of the given level, drawing only from `generator`."""
+        if level not in LEVEL_NAMES:
+            raise QPhiError(f"level {level} does not exist: use one of {sorted(LEVEL_NAMES)}")
         cfg = self.config
         fixed_index, automaton = -1, None
         if level in (0, 1, 2):
@@ -208,7 +210,7 @@ class PFALevels:
             sequences = [stored[i] for i in picks]
         elif level == 4:
             sequences = self._random_sequences(count, generator)
-        elif level in (1, 2, 3):
+        else:
             if level == 1:
                 automaton = self.program_automata[fixed_index]
             elif level == 2:
@@ -216,8 +218,6 @@ class PFALevels:
             else:
                 automaton = random_pfa(generator, **cfg.automaton_ranges)
             sequences = automaton.sample_sequences(self._lengths(count, generator), generator)
-        else:
-            raise QPhiError(f"level {level} does not exist: use one of {sorted(LEVEL_NAMES)}")
         return self._block(level, sequences, list(range(count)), generator, automaton, fixed_index)
 
     def _random_sequences(self, count: int, generator: torch.Generator) -> list[str]:
