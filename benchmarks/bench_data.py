@@ -47,22 +47,14 @@ def bench_levels(levels: PFALevels, seconds: float) -> None:
     print("generation per level (one process)")
     generator = torch.Generator().manual_seed(0)
     for level, name in LEVEL_NAMES.items():
-        n, elapsed, samples = _timed(
-            iter(lambda lv=level: levels.sample(lv, generator), None), seconds / 3
-        )
+        n, elapsed, samples = _timed(iter(lambda lv=level: levels.sample(lv, generator), None), seconds / 3)
         chars = sum(len(s.text) for s in samples)
-        print(
-            f"  level {level} {name:<32} {n / elapsed:9.0f} samples/s {chars / elapsed / 1e3:8.0f} k chars/s"
-        )
+        print(f"  level {level} {name:<32} {n / elapsed:9.0f} samples/s {chars / elapsed / 1e3:8.0f} k chars/s")
 
 
-def bench_batches(
-    levels: PFALevels, batch: int, row: int, max_doc: int | None, workers: int, seconds: float
-) -> float:
+def bench_batches(levels: PFALevels, batch: int, row: int, max_doc: int | None, workers: int, seconds: float) -> float:
     """Positions (batch x row per batch) per second of packed batches; returns that rate."""
-    dataset = PackedBatches(
-        SampleStream(levels, seed=0), CharTokenizer(), batch, row, max_doc_length=max_doc
-    )
+    dataset = PackedBatches(SampleStream(levels, seed=0), CharTokenizer(), batch, row, max_doc_length=max_doc)
     if workers:
         loader = DataLoader(
             dataset,
@@ -91,15 +83,9 @@ def bench_batches(
 def bench_transfer(levels: PFALevels, batch: int = 16, row: int = 2048, repeats: int = 10) -> None:
     """Worker-to-main cost of one batch: Batch pickles its tensors as arrays (through the pipe);
     torch's default for tensors moves each storage into a new shared-memory block."""
-    batches = list(
-        itertools.islice(
-            iter(PackedBatches(SampleStream(levels), CharTokenizer(), batch, row)), repeats
-        )
-    )
+    batches = list(itertools.islice(iter(PackedBatches(SampleStream(levels), CharTokenizer(), batch, row)), repeats))
     as_tensors = [{**vars(b), "meta": dict(b.meta), "documents": None} for b in batches]
-    print(
-        f"transfer of one ({batch}, {row}) batch between processes (pickle + unpickle, documents included)"
-    )
+    print(f"transfer of one ({batch}, {row}) batch between processes (pickle + unpickle, documents included)")
     for name, objects in (
         ("Batch, tensors as arrays", batches),
         ("torch shared-memory tensors", as_tensors),
@@ -120,9 +106,7 @@ def bench_fill(levels: PFALevels, batch: int = 16) -> None:
     configs += [(2048, None, pool) for pool in (batch, 4 * batch, 32 * batch)]
     for row, max_doc, pool in configs:
         stream = SampleStream(levels, seed=1)
-        dataset = PackedBatches(
-            stream, CharTokenizer(), batch, row, max_doc_length=max_doc, pool_size=pool
-        )
+        dataset = PackedBatches(stream, CharTokenizer(), batch, row, max_doc_length=max_doc, pool_size=pool)
         batches = list(itertools.islice(iter(dataset), 10))
         fill = sum(b.fill_ratio for b in batches) / len(batches)
         documents = [d for b in batches for d in b.documents]
@@ -134,12 +118,8 @@ def bench_fill(levels: PFALevels, batch: int = 16) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--seconds", type=float, default=3.0, help="measuring time per configuration"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="DataLoader workers for the multi-process run"
-    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per configuration")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the multi-process run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     levels = PFALevels(LevelConfig())

@@ -125,7 +125,5 @@ def test_every_real_test_problem_has_a_gold_answer(data_dir):
     assert all(p.answer for p in math)
     for problem in math[:500]:
         assert math_answer(problem.solution) == problem.answer
-        assert problem.is_correct(
-            f"... so the answer is $\\boxed{{{last_boxed(problem.solution)}}}$."
-        )
+        assert problem.is_correct(f"... so the answer is $\\boxed{{{last_boxed(problem.solution)}}}$.")
     assert sum(math_answer(p.solution) == "\\frac{1}{2}" for p in math) > 5

@@ -33,9 +33,7 @@ def _tokenizer(template: str | None) -> PreTrainedTokenizerFast:
         special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    core.train_from_iterator(
-        ["hello world, the user asks and the assistant answers: abc abc abc"] * 5, trainer=trainer
-    )
+    core.train_from_iterator(["hello world, the user asks and the assistant answers: abc abc abc"] * 5, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=core, chat_template=template)
 
 
@@ -66,9 +64,9 @@ def test_user_quoting_the_answer_and_a_system_turn(tokenizer):
     masked = encoding.input_ids[encoding.assistant_mask]
     assert tokenizer.decode(masked) == "the answer"
     first = int(encoding.assistant_mask.nonzero()[0])
-    assert "be brief" in tokenizer.decode(
+    assert "be brief" in tokenizer.decode(encoding.input_ids[:first]) and "say: the answer" in tokenizer.decode(
         encoding.input_ids[:first]
-    ) and "say: the answer" in tokenizer.decode(encoding.input_ids[:first])
+    )
 
 
 def test_content_trimmed_by_the_template():
@@ -93,6 +91,4 @@ def test_smollm2_tokenizer_from_its_gguf():
     for system in (None, "You are brief."):
         encoding = encode_chat(tokenizer, "What is 2+2?", "It is 4.\n#### 4", system=system)
         assert tokenizer.decode(encoding.input_ids[encoding.assistant_mask]) == "It is 4.\n#### 4"
-        assert "<|im_start|>assistant" in tokenizer.decode(
-            encoding.input_ids[~encoding.assistant_mask]
-        )
+        assert "<|im_start|>assistant" in tokenizer.decode(encoding.input_ids[~encoding.assistant_mask])

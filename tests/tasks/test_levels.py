@@ -62,9 +62,7 @@ def test_block_layout_and_metadata_alignment(levels, level):
         spaces = np.array([c == " " for c in text])
         assert not sample.perturbed[spaces].any()
         differs = np.array([a != b for a, b in zip(text, sample.clean_text, strict=True)])
-        assert not differs[~sample.perturbed].any(), (
-            "only perturbed positions may differ from the clean text"
-        )
+        assert not differs[~sample.perturbed].any(), "only perturbed positions may differ from the clean text"
         if level in (0, 1, 2, 3):
             pfa = sample.automaton
             assert pfa is not None
@@ -76,11 +74,7 @@ def test_block_layout_and_metadata_alignment(levels, level):
             assert sample.description_length == pfa.description_length
             assert all(math.isfinite(pfa.log_prob(s)) for s in sample.clean_text.split(" "))
         else:
-            assert (
-                sample.automaton is None
-                and sample.num_states == -1
-                and math.isnan(sample.description_length)
-            )
+            assert sample.automaton is None and sample.num_states == -1 and math.isnan(sample.description_length)
 
 
 def test_level0_blocks_only_hold_the_stored_sequences(levels):
@@ -95,12 +89,8 @@ def test_level0_blocks_only_hold_the_stored_sequences(levels):
         assert set(sample.sequences) <= set(stored)
         used.update(sample.sequences)
     assert len(used) > 80, "blocks should draw from all stored sequences"
-    for sample in _blocks(
-        levels, 0, 50
-    ):  # with noise, the clean text still holds stored sequences only
-        assert set(sample.clean_text.split(" ")) <= set(
-            levels.memorised_sequences[sample.fixed_index]
-        )
+    for sample in _blocks(levels, 0, 50):  # with noise, the clean text still holds stored sequences only
+        assert set(sample.clean_text.split(" ")) <= set(levels.memorised_sequences[sample.fixed_index])
 
 
 def test_level1_uses_the_fixed_programs_with_fresh_sequences(levels):
@@ -154,9 +144,7 @@ def test_perturbation_rates_and_replacement_letters():
         bounds = np.cumsum([0] + [len(s) + 1 for s in sample.sequences])
         for a, b in itertools.pairwise(bounds):
             flags = sample.perturbed[a : b - 1]
-            assert flags.all() or not flags.any(), (
-                "with perturb_char_prob=1 a sequence is all or nothing"
-            )
+            assert flags.all() or not flags.any(), "with perturb_char_prob=1 a sequence is all or nothing"
             whole[bool(flags.all())] += 1
     assert stats.binomtest(whole[True], whole[True] + whole[False], 0.5).pvalue > 1e-4
 
@@ -168,9 +156,7 @@ def test_perturbation_rates_and_replacement_letters():
         replaced.update(c for c, f in zip(sample.text, sample.perturbed, strict=True) if f)
     rate = np.concatenate(flags).mean()
     assert rate == pytest.approx(0.5 * 0.2, abs=0.01)
-    assert stats.chisquare([replaced[c] for c in ALPHABET]).pvalue > 1e-4, (
-        "replacements must be uniform letters"
-    )
+    assert stats.chisquare([replaced[c] for c in ALPHABET]).pvalue > 1e-4, "replacements must be uniform letters"
 
 
 def test_same_generator_seed_gives_the_same_blocks(levels):
@@ -215,9 +201,7 @@ def test_global_random_state_is_untouched():
     levels = PFALevels(LevelConfig())
     for level in range(6):
         levels.sample(level, _gen(level))
-    batches = iter(
-        PackedBatches(SampleStream(levels), CharTokenizer(), batch_size=2, row_length=512)
-    )
+    batches = iter(PackedBatches(SampleStream(levels), CharTokenizer(), batch_size=2, row_length=512))
     next(batches)
     assert random.getstate() == before[0]
     assert np.array_equal(np.random.get_state()[1], before[1])
@@ -240,9 +224,7 @@ def test_unknown_level_and_bad_config_are_user_errors(levels):
 def test_truncate_keeps_metadata_aligned(levels):
     sample = levels.sample(3, _gen(4))
     cut = sample.truncate(25)
-    assert (
-        cut.truncated and cut.text == sample.text[:25] and cut.clean_text == sample.clean_text[:25]
-    )
+    assert cut.truncated and cut.text == sample.text[:25] and cut.clean_text == sample.clean_text[:25]
     assert np.array_equal(cut.perturbed, sample.perturbed[:25])
     assert np.array_equal(cut.block_start, sample.block_start[:25])
     assert cut.automaton is sample.automaton and cut.level == 3

@@ -68,9 +68,7 @@ def check_batch(batch: Batch, expected_texts: list[str], row_length: int) -> Non
     docs = batch.documents
     # the documents are the samples, each once, truncated only when over the limit
     assert sorted(d.text for d in docs) == sorted(expected_texts)
-    assert sum(len(d.text) + (1 if d.truncated else 2) for d in docs) == int(
-        batch.padding_mask.sum()
-    )
+    assert sum(len(d.text) + (1 if d.truncated else 2) for d in docs) == int(batch.padding_mask.sum())
     doc_index, is_text = batch.meta["doc_index"], batch.meta["is_text"]
     assert set(doc_index[batch.padding_mask].tolist()) == set(range(len(docs)))
     assert (doc_index[~batch.padding_mask] == -1).all()
@@ -91,9 +89,7 @@ def check_batch(batch: Batch, expected_texts: list[str], row_length: int) -> Non
         assert batch.targets[r, b - 1] == IGNORE_INDEX
         text = slice(a + 1, a + 1 + len(doc.text))
         assert is_text[r, text].all() and int(is_text[r, a:b].sum()) == len(doc.text)
-        assert np.array_equal(
-            batch.meta["perturbed"][r, a:b].numpy()[is_text[r, a:b].numpy()], doc.perturbed
-        )
+        assert np.array_equal(batch.meta["perturbed"][r, a:b].numpy()[is_text[r, a:b].numpy()], doc.perturbed)
         assert np.array_equal(batch.meta["block_start"][r, text].numpy(), doc.block_start)
         assert (batch.meta["level"][r, a:b] == doc.level).all()
         for key in ("num_states", "num_edges", "vocab_size"):
@@ -109,9 +105,7 @@ def check_batch(batch: Batch, expected_texts: list[str], row_length: int) -> Non
         n_real = int(real.sum())
         assert real[:n_real].all() and not real[n_real:].any(), "padding sits at the end of a row"
         ids = batch.document_ids[r]
-        assert len(set(ids[:n_real].tolist()) & set(ids[n_real:].tolist())) == 0, (
-            "padding has its own document id"
-        )
+        assert len(set(ids[:n_real].tolist()) & set(ids[n_real:].tolist())) == 0, "padding has its own document id"
         assert (batch.targets[r, n_real:] == IGNORE_INDEX).all()
         assert (batch.input_ids[r, n_real:] == TOK.pad_id).all()
     assert int((batch.targets != IGNORE_INDEX).sum()) == int(batch.padding_mask.sum()) - len(docs)
@@ -150,22 +144,16 @@ def test_packing_never_loses_or_duplicates_tokens(lengths, row_length, max_doc_l
     samples = _synthetic(lengths, seed)
     batch = pack_samples(samples, TOK, row_length)
     check_batch(batch, _expected_texts(samples, row_length), row_length)
-    batches = list(
-        PackedBatches(samples, TOK, 2, row_length, max_doc_length=max_doc_length, pool_size=5)
-    )
+    batches = list(PackedBatches(samples, TOK, 2, row_length, max_doc_length=max_doc_length, pool_size=5))
     limit = min(row_length, max_doc_length)
-    assert sorted(d.text for b in batches for d in b.documents) == sorted(
-        _expected_texts(samples, limit)
-    )
+    assert sorted(d.text for b in batches for d in b.documents) == sorted(_expected_texts(samples, limit))
     for b in batches:
         check_batch(b, [d.text for d in b.documents], row_length)
 
 
 def test_packed_batches_consume_a_finite_stream_exactly_once():
     samples = _synthetic([int(n) for n in np.random.default_rng(1).integers(1, 120, size=200)])
-    batches = list(
-        PackedBatches(samples, TOK, batch_size=3, row_length=128, max_doc_length=64, pool_size=10)
-    )
+    batches = list(PackedBatches(samples, TOK, batch_size=3, row_length=128, max_doc_length=64, pool_size=10))
     assert all(b.shape == (3, 128) for b in batches)
     documents = [d for b in batches for d in b.documents]
     assert Counter(d.text for d in documents) == Counter(_expected_texts(samples, 64))
@@ -182,9 +170,7 @@ def test_packed_batches_fill_long_rows(levels):
 def test_batch_to_moves_every_tensor(levels):
     batch = pack_samples([levels.sample(1, torch.Generator().manual_seed(0))], TOK, row_length=1024)
     moved = batch.to("meta")
-    assert moved.input_ids.device.type == "meta" and all(
-        t.device.type == "meta" for t in moved.meta.values()
-    )
+    assert moved.input_ids.device.type == "meta" and all(t.device.type == "meta" for t in moved.meta.values())
     assert moved.documents is batch.documents and batch.input_ids.device.type == "cpu"
 
 
@@ -216,9 +202,7 @@ def test_a_text_that_fits_only_without_its_eos_is_marked_truncated():
 
 def test_batches_and_automata_survive_pickling(levels):
     generator = torch.Generator().manual_seed(5)
-    batch = pack_samples(
-        [levels.sample(level, generator) for level in range(6)], TOK, row_length=2048
-    )
+    batch = pack_samples([levels.sample(level, generator) for level in range(6)], TOK, row_length=2048)
     copy = pickle.loads(pickle.dumps(batch))
     for name in ("input_ids", "targets", "padding_mask", "document_ids", "positions"):
         assert torch.equal(getattr(copy, name), getattr(batch, name))

@@ -58,12 +58,8 @@ def test_random_automata_obey_every_structural_rule(many_automata):
         for s in range(size):
             letters = symbols[s][symbols[s] >= 0]
             assert 1 <= letters.numel() <= 3
-            assert letters.unique().numel() == letters.numel(), (
-                "letters leaving a state must differ"
-            )
-            assert torch.allclose(
-                probs[s][symbols[s] >= 0], torch.tensor(1.0 / letters.numel(), dtype=probs.dtype)
-            )
+            assert letters.unique().numel() == letters.numel(), "letters leaving a state must differ"
+            assert torch.allclose(probs[s][symbols[s] >= 0], torch.tensor(1.0 / letters.numel(), dtype=probs.dtype))
             assert (probs[s][symbols[s] < 0] == 0).all()
             degrees[letters.numel()] += 1
         assert pfa.num_edges == int((symbols >= 0).sum())
@@ -135,9 +131,7 @@ def test_probabilities_of_all_strings_of_a_length_sum_to_one(hand):
     generator = _gen(4)
     for pfa in [hand, random_pfa(generator, vocab_size=(4, 5))]:
         letters = pfa.vocabulary
-        total = sum(
-            math.exp(pfa.log_prob("".join(s))) for s in itertools.product(letters, repeat=4)
-        )
+        total = sum(math.exp(pfa.log_prob("".join(s))) for s in itertools.product(letters, repeat=4))
         assert total == pytest.approx(1.0)
 
 
@@ -147,9 +141,7 @@ def test_sequence_entropy_by_hand_and_by_enumeration(hand):
     generator = _gen(5)
     for pfa in [hand, random_pfa(generator, vocab_size=(4, 5))]:
         for length in (1, 3, 5):
-            probs = np.exp(
-                [pfa.log_prob("".join(s)) for s in itertools.product(pfa.vocabulary, repeat=length)]
-            )
+            probs = np.exp([pfa.log_prob("".join(s)) for s in itertools.product(pfa.vocabulary, repeat=length)])
             probs = probs[probs > 0]
             assert pfa.sequence_entropy(length) == pytest.approx(-(probs * np.log(probs)).sum())
 
@@ -161,9 +153,7 @@ def test_entropy_rate_matches_sampled_sequences(hand):
     generator = _gen(6)
     pfa = random_pfa(generator)
     rates = [-pfa.log_prob(x) / len(x) for x in (pfa.sample(generator) for _ in range(3000))]
-    assert pfa.entropy_rate == pytest.approx(
-        np.mean(rates), abs=4 * np.std(rates) / np.sqrt(len(rates)) + 1e-9
-    )
+    assert pfa.entropy_rate == pytest.approx(np.mean(rates), abs=4 * np.std(rates) / np.sqrt(len(rates)) + 1e-9)
 
 
 def _accepted_by_brute_force(pfa: PFA, string: str) -> int:
@@ -194,9 +184,7 @@ def test_accepted_prefix_length():
         pfa = random_pfa(generator)
         sequence = pfa.sample(generator)
         assert pfa.accepted_prefix_length(sequence) == len(sequence)
-        noise = "".join(
-            ALPHABET[i] for i in torch.randint(0, 18, (30,), generator=generator).tolist()
-        )
+        noise = "".join(ALPHABET[i] for i in torch.randint(0, 18, (30,), generator=generator).tolist())
         assert pfa.accepted_prefix_length(noise) == _accepted_by_brute_force(pfa, noise)
 
 
@@ -215,9 +203,7 @@ def test_relabelled_keeps_the_graph_and_maps_letters_one_to_one():
                 strict=True,
             )
         )
-        assert (
-            len({a for a, _ in pairs}) == len({b for _, b in pairs}) == len(pairs) == pfa.vocab_size
-        )
+        assert len({a for a, _ in pairs}) == len({b for _, b in pairs}) == len(pairs) == pfa.vocab_size
         assert new.description_length == pytest.approx(pfa.description_length)
         seen.add(new.vocabulary)
     assert torch.equal(pfa.transition_symbols, before)

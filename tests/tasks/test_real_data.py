@@ -53,19 +53,14 @@ def test_both_math_layouts_load_the_same_problems(tmp_path):
     by_id = {p.id: p for p in tree}
     assert by_id["test/algebra/10"].answer == "\\frac{1}{2}" and by_id["test/algebra/10"].level == 1
     assert by_id["test/algebra/2"].answer == "7" and by_id["test/algebra/2"].level is None
-    assert (
-        by_id["test/number_theory/5"].answer == "1000"
-        and by_id["test/number_theory/5"].subject == "number_theory"
-    )
+    assert by_id["test/number_theory/5"].answer == "1000" and by_id["test/number_theory/5"].subject == "number_theory"
     assert load_math(tmp_path / "flat" / "test.jsonl") == flat
 
 
 def test_real_math_and_gsm8k(data_dir):
     train = load_math(data_dir / "math", split="train")
     assert len(train) == 7500 and sum(p.level is None for p in train) == 2
-    assert (
-        sum(p.answer is None for p in train) == 2
-    )  # two reference solutions box nothing: \boxed{}
+    assert sum(p.answer is None for p in train) == 2  # two reference solutions box nothing: \boxed{}
     test = load_math(data_dir / "math")
     assert Counter(p.level for p in test) == Counter({5: 1324, 4: 1214, 3: 1131, 2: 894, 1: 437})
     assert len(load_gsm8k(data_dir / "gsm8k", split="train")) == 7473
@@ -89,9 +84,7 @@ def test_missing_or_broken_data_is_a_user_error(tmp_path):
         load_gsm8k(tmp_path)
     with pytest.raises(QPhiError, match="split"):
         load_gsm8k(tmp_path, split="dev")
-    (tmp_path / "math.jsonl").write_text(
-        '{"problem": "p", "level": "Level 1", "solution": "no box"}\n'
-    )
+    (tmp_path / "math.jsonl").write_text('{"problem": "p", "level": "Level 1", "solution": "no box"}\n')
     with pytest.raises(QPhiError, match="record 0 has no final answer"):
         load_math(tmp_path / "math.jsonl")
 

@@ -26,8 +26,7 @@ def test_stream_replays_and_differs_by_seed_and_rank(levels):
 
 def test_levels_are_mixed_uniformly(levels):
     counts = Counter(
-        s.level
-        for s, _ in zip(SampleStream(levels, levels_to_draw=(0, 1, 3, 4)), range(800), strict=False)
+        s.level for s, _ in zip(SampleStream(levels, levels_to_draw=(0, 1, 3, 4)), range(800), strict=False)
     )
     assert sorted(counts) == [0, 1, 3, 4]
     assert stats.chisquare(list(counts.values())).pvalue > 1e-4

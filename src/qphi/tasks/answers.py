@@ -116,9 +116,7 @@ def _canonical_number(s: str) -> str:
     value = None
     if _PLAIN_NUMBER.fullmatch(body):
         value = Fraction(body)
-    elif (m := _LATEX_FRACTION.fullmatch(body) or _SLASH_FRACTION.fullmatch(body)) and int(
-        m.group(2)
-    ) != 0:
+    elif (m := _LATEX_FRACTION.fullmatch(body) or _SLASH_FRACTION.fullmatch(body)) and int(m.group(2)) != 0:
         value = Fraction(int(m.group(1)), int(m.group(2)))
     if value is None:
         return s

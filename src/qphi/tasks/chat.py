@@ -52,9 +52,7 @@ def _content_span(text: str, prompt: str, content: str) -> tuple[int, int]:
     )
 
 
-def encode_chat(
-    tokenizer: Any, user: str, assistant: str, system: str | None = None
-) -> ChatEncoding:
+def encode_chat(tokenizer: Any, user: str, assistant: str, system: str | None = None) -> ChatEncoding:
     """Token ids of a (system,) user, assistant exchange and the mask of the assistant's content tokens.
 
     `tokenizer` is a fast Hugging Face tokenizer with a chat template. Special tokens come
@@ -65,9 +63,7 @@ def encode_chat(
             "the tokenizer has no chat template: use an instruct model's tokenizer or set tokenizer.chat_template"
         )
     if not getattr(tokenizer, "is_fast", False):
-        raise QPhiError(
-            "encode_chat needs a fast tokenizer (character offsets): load it with use_fast=True"
-        )
+        raise QPhiError("encode_chat needs a fast tokenizer (character offsets): load it with use_fast=True")
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": user})
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -34,13 +34,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise QPhiError(
-            f"cannot read '{path}' ({e.strerror}): check that it is a readable file"
-        ) from None
+        raise QPhiError(f"cannot read '{path}' ({e.strerror}): check that it is a readable file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise QPhiError(
-            f"'{path}' is not valid UTF-8 JSON ({e}): replace it with an intact copy"
-        ) from None
+        raise QPhiError(f"'{path}' is not valid UTF-8 JSON ({e}): replace it with an intact copy") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -48,9 +44,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise QPhiError(
-            f"cannot read '{path}' ({e.strerror}): check that it is a readable file"
-        ) from None
+        raise QPhiError(f"cannot read '{path}' ({e.strerror}): check that it is a readable file") from None
     except UnicodeDecodeError:
         raise QPhiError(f"'{path}' is not UTF-8 text: replace it with an intact copy") from None
     records = []
@@ -60,13 +54,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise QPhiError(
-                f"'{path}' line {number} is not valid JSON ({e.msg}): fix or remove that line"
-            ) from None
+            raise QPhiError(f"'{path}' line {number} is not valid JSON ({e.msg}): fix or remove that line") from None
         if not isinstance(record, dict):
-            raise QPhiError(
-                f"'{path}' line {number} is not a JSON object: each line must be one {{...}} record"
-            )
+            raise QPhiError(f"'{path}' line {number} is not a JSON object: each line must be one {{...}} record")
         records.append(record)
     return records
 

@@ -55,23 +55,15 @@ class LevelConfig(Config):
 
     sequences_per_block: tuple[int, int] = (10, 19)
     sequence_length: tuple[int, int] = (10, 49)
-    vocab_size: tuple[int, int] = Field(
-        (4, 17), description="letters drawn for an automaton (of 18)"
-    )
-    states: tuple[int, int] = Field(
-        (3, 11), description="states of an automaton besides the start state"
-    )
+    vocab_size: tuple[int, int] = Field((4, 17), description="letters drawn for an automaton (of 18)")
+    states: tuple[int, int] = Field((3, 11), description="states of an automaton besides the start state")
     edges_per_state: tuple[int, int] = (1, 3)
-    perturb_sequence_prob: float = Field(
-        0.5, ge=0, le=1, description="chance that a sequence is perturbed"
-    )
+    perturb_sequence_prob: float = Field(0.5, ge=0, le=1, description="chance that a sequence is perturbed")
     perturb_char_prob: float = Field(
         0.2, ge=0, le=1, description="chance that a perturbed sequence's character is redrawn"
     )
     num_fixed_automata: int = Field(10, ge=1, description="automata of each of levels 0, 1 and 2")
-    num_fixed_sequences: int = Field(
-        10, ge=1, description="stored sequences of each level-0 automaton"
-    )
+    num_fixed_sequences: int = Field(10, ge=1, description="stored sequences of each level-0 automaton")
     fixed_seed: int = Field(123, description="seed of the fixed items of levels 0–2")
 
     @model_validator(mode="after")
@@ -85,14 +77,10 @@ class LevelConfig(Config):
         except QPhiError as e:
             raise ValueError(str(e)) from None
         if self.edges_per_state[1] > min(self.vocab_size[0], self.states[0]):
-            raise ValueError(
-                "edges_per_state's maximum must be <= the minimum of vocab_size and of states"
-            )
+            raise ValueError("edges_per_state's maximum must be <= the minimum of vocab_size and of states")
         low, high = self.sequences_per_block
         if math.ceil(low / 2) > high // 2:
-            raise ValueError(
-                "sequences_per_block must include an even count (copy blocks are made of pairs)"
-            )
+            raise ValueError("sequences_per_block must include an even count (copy blocks are made of pairs)")
         return self
 
     @property
@@ -246,9 +234,7 @@ class PFALevels:
         lengths = np.array([len(s) for s in sources])
         clean = np.frombuffer("".join(sources).encode("ascii"), dtype=np.uint8)
         sequence_of_char = np.repeat(np.arange(len(sources)), lengths)
-        noisy_sequence = (
-            torch.rand(len(sources), generator=generator).numpy() < cfg.perturb_sequence_prob
-        )
+        noisy_sequence = torch.rand(len(sources), generator=generator).numpy() < cfg.perturb_sequence_prob
         noisy_char = torch.rand(clean.size, generator=generator).numpy() < cfg.perturb_char_prob
         replacement = torch.randint(0, ALPHABET_SIZE, (clean.size,), generator=generator).numpy()
         perturbed = noisy_sequence[sequence_of_char] & noisy_char

@@ -39,17 +39,11 @@ def _natural_key(name: str) -> tuple:
 def load_nl_levels(path: str | os.PathLike | None = None) -> list[NLRecord]:
     """Every `*.json` file of the folder (default: <data>/natural_language_levels), in natural name order."""
     folder = data_path(path, "natural_language_levels")
-    files = (
-        sorted(folder.glob("*.json"), key=lambda p: _natural_key(p.stem)) if folder.is_dir() else []
-    )
+    files = sorted(folder.glob("*.json"), key=lambda p: _natural_key(p.stem)) if folder.is_dir() else []
     if not files:
-        raise missing(
-            "natural-language levels", folder, "a folder of {level, user, assistant} JSON files"
-        )
+        raise missing("natural-language levels", folder, "a folder of {level, user, assistant} JSON files")
     records = []
     for file in files:
         data = require_keys(read_json(file), ("level", "user", "assistant"), f"'{file}'")
-        records.append(
-            NLRecord(file.stem, str(data["level"]), str(data["user"]), str(data["assistant"]))
-        )
+        records.append(NLRecord(file.stem, str(data["level"]), str(data["user"]), str(data["assistant"])))
     return records

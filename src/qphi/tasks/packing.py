@@ -51,11 +51,7 @@ class Batch:
     documents: list[Sample]
 
     def _map(self, fn) -> Batch:
-        tensors = {
-            f.name: fn(getattr(self, f.name))
-            for f in fields(self)
-            if f.name not in ("meta", "documents")
-        }
+        tensors = {f.name: fn(getattr(self, f.name)) for f in fields(self) if f.name not in ("meta", "documents")}
         return replace(self, **tensors, meta={k: fn(v) for k, v in self.meta.items()})
 
     def __reduce__(self) -> tuple:
@@ -161,9 +157,7 @@ def pack_rows(rows: Sequence[Sequence[Sample]], tokenizer: CharTokenizer, row_le
             start = end
         a["document_ids"][r, start:] = len(row)
         a["positions"][r, start:] = ramp[: row_length - start]
-    return Batch(
-        **{name: tensors.pop(name) for name in _MAIN_FIELDS}, meta=tensors, documents=documents
-    )
+    return Batch(**{name: tensors.pop(name) for name in _MAIN_FIELDS}, meta=tensors, documents=documents)
 
 
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:

@@ -29,9 +29,7 @@ ALPHABET_SIZE = len(ALPHABET)
 IntRange = tuple[int, int]
 
 
-def draw_int(
-    low: int, high: int, generator: torch.Generator, n: int | None = None
-) -> int | list[int]:
+def draw_int(low: int, high: int, generator: torch.Generator, n: int | None = None) -> int | list[int]:
     """Uniform integer(s) in the closed range [low, high], from `generator` only."""
     values = torch.randint(low, high + 1, (1 if n is None else n,), generator=generator)
     return int(values[0]) if n is None else values.tolist()
@@ -42,9 +40,7 @@ def check_range(name: str, bounds: IntRange, minimum: int, maximum: int | None =
     low, high = bounds
     if low < minimum or high < low or (maximum is not None and high > maximum):
         top = f" and at most {maximum}" if maximum is not None else ""
-        raise QPhiError(
-            f"{name} range {bounds} is invalid: use (low, high) with {minimum} <= low <= high{top}"
-        )
+        raise QPhiError(f"{name} range {bounds} is invalid: use (low, high) with {minimum} <= low <= high{top}")
 
 
 class PFA:
@@ -59,9 +55,7 @@ class PFA:
     def __init__(self, transition_symbols: Tensor, sequence_length: IntRange = (10, 49)) -> None:
         symbols = torch.as_tensor(transition_symbols, dtype=torch.int64).clone()
         if symbols.ndim != 2 or symbols.shape[0] != symbols.shape[1] or symbols.shape[0] < 1:
-            raise QPhiError(
-                f"transition_symbols must be a square (S, S) matrix, got shape {tuple(symbols.shape)}"
-            )
+            raise QPhiError(f"transition_symbols must be a square (S, S) matrix, got shape {tuple(symbols.shape)}")
         if symbols.min() < -1 or symbols.max() >= ALPHABET_SIZE:
             raise QPhiError("transition_symbols must hold -1 (no edge) or a letter index 0..17")
         check_range("sequence_length", sequence_length, 1)
@@ -108,13 +102,9 @@ class PFA:
         symbols = torch.full((size, size), -1, dtype=torch.int64)
         for s, c, t in edge_list:
             if not (0 <= s < size and 0 <= t < size):
-                raise QPhiError(
-                    f"edge ({s}, {ALPHABET[c]!r}, {t}) names a state outside 0..{size - 1}"
-                )
+                raise QPhiError(f"edge ({s}, {ALPHABET[c]!r}, {t}) names a state outside 0..{size - 1}")
             if symbols[s, t] >= 0:
-                raise QPhiError(
-                    f"two edges go from state {s} to state {t}: the targets leaving a state must differ"
-                )
+                raise QPhiError(f"two edges go from state {s} to state {t}: the targets leaving a state must differ")
             symbols[s, t] = c
         return cls(symbols, sequence_length=sequence_length)
 
@@ -271,9 +261,7 @@ class PFA:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PFA):
             return NotImplemented
-        return self.sequence_length == other.sequence_length and torch.equal(
-            self._symbols, other._symbols
-        )
+        return self.sequence_length == other.sequence_length and torch.equal(self._symbols, other._symbols)
 
     def __getstate__(self) -> dict:
         """Tensors pickle as arrays: DataLoader workers would give each its own shared-memory block."""

@@ -27,10 +27,10 @@ from qphi.tasks.answers import (
 )
 from qphi.tasks.data_files import data_path, missing, read_json, read_jsonl, require_keys
 
-GSM8K_PROMPT_SUFFIX = (
-    "Let's think step by step. At the end, you must write the answer as an integer after '####'."
+GSM8K_PROMPT_SUFFIX = "Let's think step by step. At the end, you must write the answer as an integer after '####'."
+MATH_PROMPT_SUFFIX = (
+    "Let's think step by step. At the end, present your solution in a LaTeX box (i.e., $\\boxed{SOLUTION}$)."
 )
-MATH_PROMPT_SUFFIX = "Let's think step by step. At the end, present your solution in a LaTeX box (i.e., $\\boxed{SOLUTION}$)."
 PROMPT_SUFFIXES: dict[str, str] = {"gsm8k": GSM8K_PROMPT_SUFFIX, "math": MATH_PROMPT_SUFFIX}
 
 Split = Literal["train", "test"]
@@ -95,9 +95,7 @@ def _no_answer(where: str) -> QPhiError:
     return QPhiError(f"{where} has no final answer: is this the right dataset?")
 
 
-def load_gsm8k(
-    path: str | os.PathLike | None = None, split: Split = "test"
-) -> list[ReasoningProblem]:
+def load_gsm8k(path: str | os.PathLike | None = None, split: Split = "test") -> list[ReasoningProblem]:
     """GSM-8k problems from a folder holding `<split>.jsonl` (default <data>/gsm8k) or from a .jsonl file."""
     _check_split(split)
     location = data_path(path, "gsm8k")
@@ -147,9 +145,7 @@ def _natural_key(path: Path) -> tuple[str, int, str]:
     return (path.parent.name, int(path.stem) if path.stem.isdigit() else -1, path.stem)
 
 
-def load_math(
-    path: str | os.PathLike | None = None, split: Split = "test"
-) -> list[ReasoningProblem]:
+def load_math(path: str | os.PathLike | None = None, split: Split = "test") -> list[ReasoningProblem]:
     """MATH problems from `<path>/<split>.jsonl`, a .jsonl file, or the original `<path>/<split>/<subject>/*.json` tree.
 
     Default path: <data>/math. Problems come in the order of the JSONL file, or sorted by
@@ -167,10 +163,7 @@ def load_math(
         if not files:
             raise missing(f"MATH {split} split", location / split, expected)
         return [
-            _math_problem(
-                read_json(f), f"{split}/{f.parent.name}/{f.stem}", f.parent.name, f"'{f}'"
-            )
-            for f in files
+            _math_problem(read_json(f), f"{split}/{f.parent.name}/{f.stem}", f.parent.name, f"'{f}'") for f in files
         ]
     else:
         raise missing(f"MATH {split} split", location, expected)
@@ -178,8 +171,6 @@ def load_math(
     for number, record in enumerate(read_jsonl(jsonl)):
         where = f"'{jsonl}' record {number}"
         problem_id = str(record.get("id", f"{split}/{number}"))
-        subject = record.get("subject") or (
-            problem_id.split("/")[1] if problem_id.count("/") == 2 else None
-        )
+        subject = record.get("subject") or (problem_id.split("/")[1] if problem_id.count("/") == 2 else None)
         problems.append(_math_problem(record, problem_id, subject, where))
     return problems

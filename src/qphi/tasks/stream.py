@@ -45,18 +45,14 @@ class SampleStream(IterableDataset):
     ) -> None:
         unknown = [lv for lv in levels_to_draw if lv not in LEVEL_NAMES]
         if not levels_to_draw or unknown:
-            raise QPhiError(
-                f"levels_to_draw {list(levels_to_draw)} is invalid: choose from {sorted(LEVEL_NAMES)}"
-            )
+            raise QPhiError(f"levels_to_draw {list(levels_to_draw)} is invalid: choose from {sorted(LEVEL_NAMES)}")
         if seed < 0:
             raise QPhiError(f"seed must be >= 0, got {seed}")
         if not 0 <= rank < world_size:
             raise QPhiError(f"rank {rank} is outside 0..world_size-1 (world_size={world_size})")
         weights = [1.0] * len(levels_to_draw) if level_weights is None else list(level_weights)
         if len(weights) != len(levels_to_draw) or min(weights) < 0 or sum(weights) <= 0:
-            raise QPhiError(
-                "level_weights must be one non-negative weight per level in levels_to_draw, not all zero"
-            )
+            raise QPhiError("level_weights must be one non-negative weight per level in levels_to_draw, not all zero")
         self.levels = levels
         self.levels_to_draw = tuple(levels_to_draw)
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -65,17 +61,13 @@ class SampleStream(IterableDataset):
     def generator(self) -> torch.Generator:
         """A fresh generator for this (seed, rank, current worker)."""
         worker, _ = _worker()
-        state = np.random.SeedSequence([self.seed, self.rank, worker]).generate_state(
-            1, dtype=np.uint64
-        )[0]
+        state = np.random.SeedSequence([self.seed, self.rank, worker]).generate_state(1, dtype=np.uint64)[0]
         return torch.Generator().manual_seed(int(state))
 
     def __iter__(self) -> Iterator[Sample]:
         generator = self.generator()
         while True:
-            choices = torch.multinomial(
-                self._weights, 256, replacement=True, generator=generator
-            ).tolist()
+            choices = torch.multinomial(self._weights, 256, replacement=True, generator=generator).tolist()
             for choice in choices:
                 yield self.levels.sample(self.levels_to_draw[choice], generator)
 
@@ -100,13 +92,9 @@ class PackedBatches(IterableDataset):
         pool_size: int | None = None,
     ) -> None:
         if batch_size < 1 or row_length < 2:
-            raise QPhiError(
-                f"batch_size must be >= 1 and row_length >= 2, got {batch_size} and {row_length}"
-            )
+            raise QPhiError(f"batch_size must be >= 1 and row_length >= 2, got {batch_size} and {row_length}")
         if max_doc_length is not None and max_doc_length < 2:
-            raise QPhiError(
-                f"max_doc_length must be at least 2 tokens (BOS + one character), got {max_doc_length}"
-            )
+            raise QPhiError(f"max_doc_length must be at least 2 tokens (BOS + one character), got {max_doc_length}")
         self.stream = stream
         self.tokenizer = tokenizer
         self.batch_size = batch_size

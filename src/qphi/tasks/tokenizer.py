@@ -44,8 +44,6 @@ class CharTokenizer:
         """Text of the ids; pad, BOS and EOS are dropped, the unknown id becomes U+FFFD."""
         codes = np.asarray(ids, dtype=np.int64).reshape(-1)
         if codes.size and (codes.min() < 0 or codes.max() >= self.vocab_size):
-            raise QPhiError(
-                f"token ids must lie in 0..{self.vocab_size - 1}: these came from another tokenizer"
-            )
+            raise QPhiError(f"token ids must lie in 0..{self.vocab_size - 1}: these came from another tokenizer")
         kept = codes[(codes >= _RESERVED) | (codes == self.unk_id)].astype(np.uint8)
         return kept.tobytes().decode("ascii").replace(chr(self.unk_id), UNKNOWN_CHAR)
