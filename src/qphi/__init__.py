@@ -1,8 +1,29 @@
-"""qphi: measure in-context computation by predicting a model's own (quantized) hidden states."""
+"""qphi: measure in-context computation by predicting a model's own (quantized) hidden states.
 
-from qphi.errors import QPhiError
-from qphi.phi import LossWeights, PHiConfig, PHiLayer, PHiOutput, PriorConfig, VQConfig
+The top-level names are imported lazily, so `import qphi.tasks` (e.g. in data-loader worker
+processes) does not pay for importing the PHi layer's dependencies.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["LossWeights", "PHiConfig", "PHiLayer", "PHiOutput", "PriorConfig", "QPhiError", "VQConfig", "__version__"]
+_EXPORTS = {
+    "PHiConfig": "qphi.phi",
+    "PHiLayer": "qphi.phi",
+    "PHiOutput": "qphi.phi",
+    "LossWeights": "qphi.phi",
+    "PriorConfig": "qphi.phi",
+    "VQConfig": "qphi.phi",
+    "QPhiError": "qphi.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'qphi' has no attribute {name!r}")

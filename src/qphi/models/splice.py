@@ -129,6 +129,13 @@ class PHiModel(nn.Module):
         return PHiModelOutput(logits=logits, nll=nll, phi=phi, target_mask=targets != IGNORE_INDEX)
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """What a checkpoint must hold: everything, or only the PHi layer when the base is frozen."""
-        state = self.state_dict()
-        return {k: v for k, v in state.items() if k.startswith("phi.")} if self.freeze_base else state
+        """What a checkpoint must hold: everything, or only the PHi layer when the base is frozen.
+        Tied tensors (e.g. input and output embeddings) appear once, under their first name."""
+        seen: set[int] = set()
+        state = {}
+        for key, value in self.state_dict().items():
+            if (self.freeze_base and not key.startswith("phi.")) or value.data_ptr() in seen:
+                continue
+            seen.add(value.data_ptr())
+            state[key] = value
+        return state

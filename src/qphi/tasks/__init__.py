@@ -1,6 +1,7 @@
 """Tasks and data: PFA automata, learning levels, the character tokenizer, packing, real-data loaders."""
 
 from qphi.tasks.levels import (
+    LEVEL_KEYS,
     LEVEL_NAMES,
     PFA_LEVELS,
     TRAINING_LEVELS,
@@ -16,6 +17,7 @@ from qphi.tasks.tokenizer import CharTokenizer
 __all__ = [
     "ALPHABET",
     "IGNORE_INDEX",
+    "LEVEL_KEYS",
     "LEVEL_NAMES",
     "PFA",
     "PFA_LEVELS",

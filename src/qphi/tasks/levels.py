@@ -43,6 +43,8 @@ LEVEL_NAMES: dict[int, str] = {
     4: "random",
     5: "copy",
 }
+LEVEL_KEYS: dict[int, str] = {0: "mem_seq", 1: "mem_prog", 2: "fixed_structure", 3: "icll", 4: "random", 5: "copy"}
+"""Short names used as keys in result files (key_results.json, eval.json)."""
 PFA_LEVELS: tuple[int, ...] = (0, 1, 2, 3)
 TRAINING_LEVELS: tuple[int, ...] = (0, 1, 2, 3, 4)
 

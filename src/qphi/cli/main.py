@@ -1,0 +1,53 @@
+"""The `qphi` command: train, evaluate, reproduce, score, sweep.
+
+User mistakes (`QPhiError`) are printed on one line and exit with status 2; a Ctrl-C that
+a command did not handle itself exits with 130. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from qphi.cli import evaluate, train
+from qphi.errors import QPhiError
+
+COMMANDS = (train, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qphi", description="Measure in-context computation with PHi layers (continuous and quantized)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except QPhiError as e:
+        print(f"qphi {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        print(f"qphi {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qphi {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`qphi train CONFIG [key=value ...]`: train a model with a PHi layer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qphi.training import load_run_config, train
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model with a PHi layer",
+        description="Train from a preset (cpu-quick, cpu, paper) or a YAML file; override any key with key=value "
+        "(e.g. phi.bottleneck=vq train.steps=500). Run under torchrun for several processes.",
+    )
+    p.add_argument("config", help="preset name or YAML file")
+    p.add_argument("overrides", nargs="*", help="key=value overrides; resume=true continues a killed run")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/NAME-BOTTLENECK)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = [o for o in args.overrides if o.replace(" ", "").lower() not in ("resume=true", "resume=false")]
+    resume = args.resume or any(o.replace(" ", "").lower() == "resume=true" for o in args.overrides)
+    config = load_run_config(args.config, overrides)
+    out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck}"
+    result = train(config, out, resume=resume)
+    if result.interrupted:
+        print(f"stopped at step {result.step}; continue with: qphi train {args.config} ... --out {out} --resume")
+        return 130
+    print(f"run directory: {out}")
+    return 0

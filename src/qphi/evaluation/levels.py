@@ -1,0 +1,147 @@
+"""Per-level evaluation on fresh samples: mean PHi and next-token loss per learning level.
+
+Each block is evaluated whole in its own row (no packing), so every architecture — the
+LSTM too — sees it exactly as a user would feed it.
+
+Positions are pooled over the characters of each block (BOS, EOS and padding excluded):
+at a character x_t, PHi_t is the information of the latent computed after reading x_t and
+nll_t = −ln p(x_{t+1} | x_≤t). Token-level records are kept for the complexity analysis,
+codebook health and coding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from qphi.configuration import Config
+from qphi.models import PHiModel
+from qphi.seeding import mix_seed
+from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels, Sample, pack_rows
+from qphi.tasks.packing import document_length, fit_document
+
+
+class EvalConfig(Config):
+    levels: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    samples_per_level: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1, description="documents per forward pass")
+    seed: int = Field(1_000_003, description="evaluation samples come from their own seed, never the training stream")
+
+
+@dataclass
+class TokenRecords:
+    """Flat per-character arrays over all evaluated blocks (N characters, Q stages)."""
+
+    level: np.ndarray  # (N,) int
+    block: np.ndarray  # (N,) int, index into `blocks`
+    phi: np.ndarray  # (N,) nats
+    nll: np.ndarray  # (N,) nats
+    phi_per_stage: np.ndarray  # (Q, N) nats
+    code_length: np.ndarray | None  # (Q, N) nats, discrete bottlenecks
+    codes: np.ndarray | None  # (Q, N) int
+
+
+@dataclass
+class LevelEvaluation:
+    tokens: TokenRecords
+    blocks: list[dict[str, Any]]  # per block: level, description_length, num_states, ..., phi_mean, nll_mean
+    stage_sizes: tuple[int, ...]
+
+    def summary(self) -> dict[str, Any]:
+        """{"levels": {name: {phi_mean, phi_bits_mean, nll_mean, phi_per_stage, n_tokens, n_blocks}}}."""
+        levels = {}
+        t = self.tokens
+        for level in sorted(set(t.level.tolist())):
+            sel = t.level == level
+            phi = float(t.phi[sel].mean())
+            entry = {
+                "phi_mean": phi,
+                "phi_bits_mean": phi / math.log(2),
+                "nll_mean": float(t.nll[sel].mean()),
+                "phi_per_stage": t.phi_per_stage[:, sel].mean(1).tolist(),
+                "n_tokens": int(sel.sum()),
+                "n_blocks": sum(1 for b in self.blocks if b["level"] == level),
+            }
+            if t.code_length is not None:
+                entry["code_length_bits_mean"] = float(t.code_length[:, sel].sum(0).mean()) / math.log(2)
+            levels[LEVEL_KEYS[level]] = entry
+        return {"levels": levels}
+
+
+@torch.no_grad()
+def evaluate_levels(
+    model: PHiModel,
+    levels: PFALevels,
+    tokenizer: CharTokenizer,
+    config: EvalConfig,
+    row_length: int,
+    device: torch.device | str = "cpu",
+) -> LevelEvaluation:
+    """Run `model` in evaluation mode on `config.samples_per_level` fresh blocks of each level."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "block", "phi", "nll", "stages", "lengths", "codes")}
+    blocks: list[dict[str, Any]] = []
+    try:
+        for level in config.levels:
+            generator = torch.Generator().manual_seed(mix_seed(config.seed, level))
+            samples = [levels.sample(level, generator) for _ in range(config.samples_per_level)]
+            for first in range(0, len(samples), config.batch_size):
+                docs = [fit_document(s, row_length) for s in samples[first : first + config.batch_size]]
+                batch = pack_rows([[d] for d in docs], tokenizer, max(map(document_length, docs)))
+                _collect(model, batch.to(device), len(blocks), parts, blocks)
+    finally:
+        model.train(was_training)
+    cat = {k: np.concatenate(v, axis=-1) if v else None for k, v in parts.items()}
+    tokens = TokenRecords(
+        level=cat["level"],
+        block=cat["block"],
+        phi=cat["phi"],
+        nll=cat["nll"],
+        phi_per_stage=cat["stages"],
+        code_length=cat["lengths"],
+        codes=cat["codes"],
+    )
+    return LevelEvaluation(tokens=tokens, blocks=blocks, stage_sizes=model.phi.config.stage_sizes)
+
+
+def block_metadata(sample: Sample) -> dict[str, Any]:
+    return {
+        "level": sample.level,
+        "num_states": sample.num_states,
+        "num_edges": sample.num_edges,
+        "vocab_size": sample.vocab_size,
+        "description_length": sample.description_length,
+        "truncated": sample.truncated,
+    }
+
+
+def _collect(model: PHiModel, batch, block_offset: int, parts: dict, blocks: list) -> None:
+    out = model(input_ids=batch.input_ids, targets=batch.targets, padding_mask=batch.padding_mask)
+    text = batch.meta["is_text"]
+    doc = batch.meta["doc_index"][text]
+    phi = out.phi.phi[text].float()
+    nll = out.nll[text].float()
+    parts["level"].append(batch.meta["level"][text].cpu().numpy())
+    parts["block"].append((doc + block_offset).cpu().numpy())
+    parts["phi"].append(phi.cpu().numpy())
+    parts["nll"].append(nll.cpu().numpy())
+    parts["stages"].append(out.phi.phi_per_stage[:, text].float().cpu().numpy())
+    if out.phi.codes is not None:
+        parts["lengths"].append(out.phi.code_length[:, text].float().cpu().numpy())
+        parts["codes"].append(out.phi.codes[:, text].cpu().numpy())
+    for index, sample in enumerate(batch.documents):
+        sel = doc == index
+        blocks.append(
+            {
+                **block_metadata(sample),
+                "phi_mean": float(phi[sel].mean()),
+                "nll_mean": float(nll[sel].mean()),
+                "n_tokens": int(sel.sum()),
+            }
+        )

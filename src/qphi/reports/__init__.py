@@ -1,0 +1,1 @@
+"""Reports: tables, plots and self-contained HTML pages."""

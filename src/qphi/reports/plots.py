@@ -1,0 +1,74 @@
+"""Figures shared by the experiments (matplotlib, written atomically as PNG)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from qphi.io import write_figure
+
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
+
+
+def grouped_bars(
+    path: str | os.PathLike,
+    groups: Sequence[str],
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    ylabel: str,
+    title: str = "",
+) -> None:
+    """One group of bars per x label, one bar per series, with error bars.
+
+    series: name → (means per group, errors per group).
+    """
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(groups), 3.2))
+    width = 0.8 / max(1, len(series))
+    for i, (name, (means, errors)) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, means, width, yerr=errors, capsize=3, label=name, color=PALETTE[i % len(PALETTE)])
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    write_figure(path, fig, dpi=150)
+    plt.close(fig)
+
+
+def phi_vs_nll(
+    path: str | os.PathLike,
+    points: Mapping[str, Mapping[str, tuple[float, float]]],
+    phi_label: str = "PHi loss (nats/token)",
+    title: str = "",
+) -> None:
+    """The paper's Figure 1 view: PHi against next-token loss (log x axis), one colour per
+    series, each point labelled with its task.
+
+    points: series → task → (next-token loss, PHi).
+    """
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    for i, (name, tasks) in enumerate(points.items()):
+        color = PALETTE[i % len(PALETTE)]
+        xs = [nll for nll, _ in tasks.values()]
+        ys = [phi for _, phi in tasks.values()]
+        ax.scatter(xs, ys, color=color, label=name, s=30, zorder=3)
+        for task, (nll, phi) in tasks.items():
+            ax.annotate(task, (nll, phi), fontsize=7, xytext=(3, 3), textcoords="offset points", color=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("next-token loss (nats/token)")
+    ax.set_ylabel(phi_label)
+    if title:
+        ax.set_title(title)
+    if len(points) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    write_figure(path, fig, dpi=150)
+    plt.close(fig)

@@ -1,0 +1,114 @@
+"""The configuration of one training run, loaded from a preset or YAML file plus overrides."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from qphi.configuration import Config, apply_overrides, build, merge, read_yaml
+from qphi.errors import QPhiError, closest
+from qphi.evaluation.levels import EvalConfig
+from qphi.models.config import ModelConfig
+from qphi.phi.config import PHiConfig
+from qphi.tasks.levels import TRAINING_LEVELS, LevelConfig
+
+
+class OptimConfig(Config):
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine schedule: final lr / lr")
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm (0 = no clipping)")
+    clip_phi_separately: bool = Field(
+        True,
+        description="clip the PHi layer's gradients apart from the model's, so a large PHi gradient cannot starve the language-model gradient (SPEC §7a)",
+    )
+
+
+class DataConfig(Config):
+    source: Literal["pfa", "mixture"] = "pfa"
+    levels: list[int] = Field(
+        default_factory=lambda: list(TRAINING_LEVELS), description="training levels, mixed uniformly"
+    )
+    row_length: int = Field(512, ge=8, description="tokens per row")
+    pack: bool = Field(True, description="pack several documents per row (transformers only)")
+    max_doc_length: int | None = Field(None, ge=3, description="truncate longer documents (None = row_length)")
+    pfa: LevelConfig = LevelConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if not self.levels or any(not 0 <= level <= 5 for level in self.levels):
+            raise ValueError(f"levels must be a non-empty list of level numbers 0..5, got {self.levels}")
+        return self
+
+
+class TrainConfig(Config):
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(16, ge=1, description="rows per optimizer step, summed over processes and accumulation")
+    grad_accum: int = Field(1, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    compile: bool = False
+    phi_warmup_steps: int = Field(0, ge=0, description="ramp λ_phi linearly from 0 over these steps")
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(0, ge=0, description="0 = evaluate at the end only")
+    checkpoint_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    num_workers: int = Field(0, ge=0, description="data-loader worker processes per training process")
+    tensorboard: bool = True
+    wandb: bool = False
+
+
+class RunConfig(Config):
+    name: str = "run"
+    model: ModelConfig = ModelConfig()
+    phi: PHiConfig = PHiConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.model.architecture == "lstm" and self.data.pack:
+            raise ValueError("an LSTM cannot read packed rows: set data.pack=false")
+        if self.model.architecture != "pretrained" and self.model.max_length < self.data.row_length:
+            raise ValueError(f"data.row_length={self.data.row_length} exceeds model.max_length={self.model.max_length}")
+        return self
+
+
+PRESETS = ("cpu-quick", "cpu", "paper")
+
+
+def preset_path(name: str) -> Path:
+    return Path(str(resources.files("qphi") / "presets" / f"{name}.yaml"))
+
+
+def load_run_config(source: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """A preset name (cpu-quick, cpu, paper) or a YAML path, plus `key=value` overrides.
+
+    A file may hold `bottleneck_defaults: {NAME: {...}}`: the block of the selected
+    `phi.bottleneck` is applied under the overrides, so `qphi train cpu phi.bottleneck=vq`
+    gets the preset's VQ settings while explicit overrides still win.
+    """
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        if str(source) not in PRESETS:
+            raise QPhiError(
+                f"'{source}' is neither a YAML file nor a preset{closest(str(source), PRESETS)}: presets are {', '.join(PRESETS)}"
+            )
+        path = preset_path(str(source))
+    data = read_yaml(path)
+    per_bottleneck: dict[str, Any] = data.pop("bottleneck_defaults", None) or {}
+    merged = apply_overrides(data, list(overrides))
+    name = (merged.get("phi") or {}).get("bottleneck", PHiConfig.model_fields["bottleneck"].default)
+    if name in per_bottleneck:
+        merged = merge(merge(data, per_bottleneck[name]), apply_overrides({}, list(overrides)))
+    return build(RunConfig, merged, source=f"config '{path}'")

@@ -1,0 +1,67 @@
+"""Process-group plumbing for `torchrun`: gloo on CPU, NCCL on GPU, rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from qphi.errors import QPhiError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str) -> DistContext:
+    """Join the process group that `torchrun` describes in the environment (if any)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise QPhiError("train.device=cuda but no CUDA GPU is available: use train.device=cpu or auto")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_across_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
+    """Average scalar metrics over processes (a no-op in a single process)."""
+    if not ctx.enabled or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return {k: v / ctx.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def broadcast_int(value: int, ctx: DistContext) -> int:
+    if not ctx.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=ctx.device)
+    dist.broadcast(t, src=0)
+    return int(t.item())

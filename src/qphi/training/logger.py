@@ -1,0 +1,49 @@
+"""Metric records of a run: `metrics.jsonl` always, TensorBoard and W&B when asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qphi.io import append_jsonl
+
+
+class MetricsLogger:
+    """Writes one JSON line per record (rank 0 only); mirrors scalars to TensorBoard/W&B."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, wandb: bool, config: dict[str, Any]):
+        self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.tb = None
+        self.wandb = None
+        if not enabled:
+            return
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        if wandb:
+            try:
+                import wandb as wandb_module
+            except ImportError:
+                from qphi.errors import QPhiError
+
+                raise QPhiError("train.wandb=true needs the wandb package: pip install 'qphi[wandb]'") from None
+            self.wandb = wandb_module.init(project="qphi", name=run_dir.name, config=config, dir=str(run_dir))
+
+    def log(self, step: int, kind: str, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        append_jsonl(self.path, {"step": step, "kind": kind, **values})
+        scalars = {f"{kind}/{k}": v for k, v in values.items() if isinstance(v, int | float)}
+        if self.tb is not None:
+            for key, value in scalars.items():
+                self.tb.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -1,0 +1,393 @@
+"""The training loop.
+
+Each step: draw this process's rows of the step's global batch, set the schedules (learning
+rate, Gumbel temperature, λ_phi warm-up), run the model with its PHi layer, add the
+next-token loss to the PHi layer's weighted terms, back-propagate (accumulating over
+micro-batches, averaging over processes), clip the model's and the PHi layer's gradients,
+and step AdamW. All randomness of step s is seeded from (seed, rank, s), so a resumed run
+continues exactly where an uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from qphi.configuration import build, read_yaml
+from qphi.errors import QPhiError
+from qphi.io import read_jsonl, write_json, write_text
+from qphi.models import PHiModel, build_model
+from qphi.seeding import mix_seed
+from qphi.tasks import Batch
+from qphi.training import checkpoint, distributed
+from qphi.training.config import RunConfig
+from qphi.training.data import build_source, split_rows, training_loader
+from qphi.training.logger import MetricsLogger
+from qphi.training.schedules import cosine_anneal, learning_rate, linear_warmup
+
+# Settings that may change when a run is resumed; everything else must match the saved config.
+RESUMABLE_CHANGES = {
+    "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.num_workers", "train.tensorboard", "train.wandb", "train.device", "train.compile", "eval",
+}  # fmt: skip
+
+
+class TrainingDiverged(QPhiError):
+    """A loss term became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+    interrupted: bool = False
+
+
+def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train (or resume) the run described by `config` in `run_dir`."""
+    ctx = distributed.setup(config.train.device)
+    try:
+        return Trainer(config, Path(run_dir), ctx).fit(resume)
+    finally:
+        distributed.teardown()
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, PHiModel, int]:
+    """The config, the model with the latest checkpoint's weights, and its step."""
+    run_dir = Path(run_dir)
+    config = saved_config(run_dir)
+    model = build_model(config.model, config.phi)
+    path = checkpoint.latest(run_dir)
+    if path is None:
+        raise QPhiError(f"run directory '{run_dir}' has no checkpoint yet: train it first (qphi train ...)")
+    ckpt = checkpoint.load(path)
+    _load_weights(model, ckpt)
+    return config, model.to(device).eval(), ckpt.step
+
+
+def saved_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise QPhiError(
+            f"'{run_dir}' is not a qphi run directory (no config.yaml): pass the --out folder of a training run"
+        )
+    return build(RunConfig, read_yaml(path), source=f"saved config '{path}'")
+
+
+def _load_weights(model: PHiModel, ckpt: checkpoint.Checkpoint) -> None:
+    expected = model.trainable_state_dict()
+    missing = sorted(set(expected) - set(ckpt.model))
+    unexpected = sorted(set(ckpt.model) - set(expected))
+    mismatched = [k for k in expected if k in ckpt.model and ckpt.model[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", mismatched))
+            if keys
+        )
+        raise QPhiError(
+            f"checkpoint '{ckpt.path}' was made for a different model or bottleneck ({detail}): use the config it was trained with"
+        )
+    model.load_state_dict(ckpt.model, strict=False)  # checked above; tied and frozen tensors are absent
+
+
+def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        path = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff_keys(va, vb, path + ".")
+        elif va != vb:
+            keys.append(path)
+    return keys
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, run_dir: Path, ctx: distributed.DistContext):
+        self.config = config
+        self.run_dir = run_dir
+        self.ctx = ctx
+        train = config.train
+        per_step = ctx.world_size * train.grad_accum
+        if train.batch_size % per_step:
+            raise QPhiError(
+                f"train.batch_size={train.batch_size} must be divisible by processes × grad_accum = {per_step}"
+            )
+        self.rows_per_rank = train.batch_size // ctx.world_size
+        use_bf16 = train.precision == "bf16" or (train.precision == "auto" and ctx.device.type == "cuda")
+        self.autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------- setup
+    def _prepare_run_dir(self, resume: bool) -> None:
+        saved = self.run_dir / "config.yaml"
+        if saved.is_file():
+            if not resume and checkpoint.latest(self.run_dir) is not None:
+                raise QPhiError(
+                    f"'{self.run_dir}' already holds a trained run: pass resume=true to continue it, or choose another output directory"
+                )
+            if resume:
+                old = saved_config(self.run_dir).model_dump()
+                changed = [
+                    k for k in _diff_keys(old, self.config.model_dump())
+                    if k not in RESUMABLE_CHANGES and k.split(".")[0] not in RESUMABLE_CHANGES
+                ]  # fmt: skip
+                if changed:
+                    raise QPhiError(
+                        f"'{self.run_dir}' holds a run with a different config ({', '.join(changed[:4])}): resume with the same config, or choose another output directory"
+                    )
+        if self.ctx.is_main:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                write_text(saved, yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+            except PermissionError:
+                raise QPhiError(f"cannot write to '{self.run_dir}': choose a writable output directory") from None
+
+    def _build(self) -> None:
+        torch.manual_seed(self.config.train.seed)  # identical initial weights on every process
+        self.model = build_model(self.config.model, self.config.phi).to(self.ctx.device)
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in trainable if p.ndim >= 2 and "embed" not in n]
+        no_decay = [p for n, p in trainable if not (p.ndim >= 2 and "embed" not in n)]
+        optim = self.config.optim
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=optim.lr,
+            betas=optim.betas,
+            fused=self.ctx.device.type == "cuda",
+        )
+        self.phi_params = [p for p in self.model.phi.parameters() if p.requires_grad]
+        phi_ids = {id(p) for p in self.phi_params}
+        self.model_params = [p for _, p in trainable if id(p) not in phi_ids]
+        self.net: torch.nn.Module = self.model
+        if self.config.train.compile:
+            self.net = torch.compile(self.net)
+        if self.ctx.enabled:
+            device_ids = [self.ctx.local_rank] if self.ctx.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=device_ids)
+        self.source = build_source(self.config)
+
+    def _restore(self) -> int:
+        path = checkpoint.latest(self.run_dir)
+        if path is None:
+            return 0
+        ckpt = checkpoint.load(path)
+        saved_world = ckpt.state.get("world_size", 1)
+        if saved_world != self.ctx.world_size:
+            raise QPhiError(
+                f"checkpoint '{path}' was written by {saved_world} process(es) but this run has {self.ctx.world_size}: "
+                f"resume with torchrun --nproc-per-node={saved_world} (or the same total over nodes)"
+            )
+        _load_weights(self.model, ckpt)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        if self.ctx.is_main and (self.run_dir / "metrics.jsonl").is_file():
+            kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["step"] <= ckpt.step]
+            write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        return ckpt.step
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, resume: bool) -> TrainResult:
+        self._prepare_run_dir(resume)
+        self._build()
+        start = self._restore() if resume else 0
+        cfg = self.config.train
+        logger = MetricsLogger(
+            self.run_dir, self.ctx.is_main, cfg.tensorboard, cfg.wandb, self.config.model_dump(mode="json")
+        )
+        dataset = self.source.batches(self.ctx.rank * self.rows_per_rank, self.rows_per_rank)
+        batches = iter(training_loader(dataset, start, cfg.num_workers))
+        progress = tqdm(
+            total=cfg.steps, initial=start, disable=not self.ctx.is_main, desc=self.config.name, dynamic_ncols=True
+        )
+        result = TrainResult(self.run_dir, start)
+        window = _Window()
+        step = start
+        try:
+            with self._signals():
+                while step < cfg.steps:
+                    batch = next(batches).to(self.ctx.device)
+                    metrics = self._train_step(step, batch)
+                    step += 1
+                    window.add(metrics, batch)
+                    progress.update(1)
+                    if step % cfg.log_every == 0 or step == cfg.steps:
+                        result.metrics = distributed.mean_across_ranks(window.summary(), self.ctx)
+                        result.metrics["tokens_per_s"] *= self.ctx.world_size
+                        logger.log(step, "train", result.metrics)
+                        progress.set_postfix(
+                            loss=f"{result.metrics['loss']:.3f}",
+                            nll=f"{result.metrics['nll']:.3f}",
+                            phi=f"{result.metrics['phi']:.3f}",
+                            tok_s=f"{result.metrics['tokens_per_s']:.0f}",
+                        )
+                        window = _Window()
+                    if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                        self._evaluate(step, logger)
+                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or self._stop_signal:
+                        self._save(step)
+                    if self._stop_signal:
+                        result.interrupted = True
+                        break
+            result.step = step
+            if step == cfg.steps:
+                result.evaluation = self._evaluate(step, logger, final=True)
+        finally:
+            progress.close()
+            logger.close()
+        return result
+
+    def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
+        cfg, optim = self.config, self.config.optim
+        torch.manual_seed(mix_seed(cfg.train.seed, self.ctx.rank, step, 1))
+        lr = learning_rate(step, cfg.train.steps, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        tau = cosine_anneal(cfg.phi.tau_start, cfg.phi.tau_end, step / max(1, cfg.train.steps - 1))
+        self.model.phi.set_temperature(tau)
+        phi_scale = linear_warmup(step, cfg.train.phi_warmup_steps)
+        self.model.train()
+        micro_batches = split_rows(batch, cfg.train.grad_accum)
+        totals: dict[str, float] = {}
+        for i, micro in enumerate(micro_batches):
+            sync = i == len(micro_batches) - 1 or not self.ctx.enabled
+            with contextlib.nullcontext() if sync else self.net.no_sync(), self.autocast:
+                packed = self.config.data.pack
+                out = self.net(
+                    input_ids=micro.input_ids,
+                    targets=micro.targets,
+                    padding_mask=micro.padding_mask,
+                    document_ids=micro.document_ids if packed else None,
+                    positions=micro.positions if packed else None,
+                    loss_mask=micro.meta.get("loss_mask"),
+                )
+                terms = {"nll": out.nll_mean, **out.phi.losses}
+                if "phi" in terms:
+                    terms["phi"] = terms["phi"] * phi_scale
+                loss = sum(terms.values())
+            self._check_finite(step, terms)
+            (loss / len(micro_batches)).backward()
+            mask = micro.meta.get("is_text", micro.padding_mask)
+            phi_mean = (out.phi.phi * mask).sum() / mask.sum().clamp_min(1)
+            for key, value in {"loss": loss, **terms, "phi_nats": phi_mean}.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro_batches)
+        norms = self._clip()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        phi_weight = cfg.phi.loss.phi * phi_scale
+        return {
+            "loss": totals.pop("loss"),
+            "nll": totals.pop("nll"),
+            "phi": totals.pop("phi_nats"),
+            **{f"loss_{k}": v for k, v in totals.items()},
+            "lr": lr,
+            "tau": tau,
+            "phi_weight": phi_weight,
+            **norms,
+        }
+
+    def _check_finite(self, step: int, terms: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([t.detach().float() for t in terms.values()])
+        if not bool(torch.isfinite(values).all()):
+            bad = [f"{k}={float(v):g}" for k, v in zip(terms, values, strict=True) if not math.isfinite(float(v))]
+            last = checkpoint.latest(self.run_dir)
+            kept = f"the last good checkpoint '{last.name}' is kept" if last else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"training diverged at step {step + 1}: non-finite loss ({', '.join(bad)}); {kept}: "
+                "lower optim.lr, raise train.phi_warmup_steps, or enable gradient clipping"
+            )
+
+    def _clip(self) -> dict[str, float]:
+        max_norm = self.config.optim.grad_clip or math.inf
+        groups = (
+            {"grad_norm_model": self.model_params, "grad_norm_phi": self.phi_params}
+            if self.config.optim.clip_phi_separately
+            else {"grad_norm": self.model_params + self.phi_params}
+        )
+        return {
+            name: float(torch.nn.utils.clip_grad_norm_(params, max_norm)) for name, params in groups.items() if params
+        }
+
+    # ----------------------------------------------------------- evaluation, saving
+    def _evaluate(self, step: int, logger: MetricsLogger, final: bool = False) -> dict[str, Any] | None:
+        summary = None
+        if self.ctx.is_main:
+            summary = self.source.evaluate(self.model, self.ctx.device)
+            for name, values in summary["levels"].items():
+                logger.log(step, f"eval/{name}", values)
+            if final:
+                write_json(self.run_dir / "eval.json", {"step": step, **summary})
+        if self.ctx.enabled:
+            torch.distributed.barrier()
+        return summary
+
+    def _save(self, step: int) -> None:
+        if self.ctx.is_main:
+            checkpoint.save(
+                self.run_dir,
+                step,
+                self.model.trainable_state_dict(),
+                self.optimizer.state_dict(),
+                extra={"world_size": self.ctx.world_size, "bottleneck": self.config.phi.bottleneck},
+                keep=self.config.train.keep_checkpoints,
+            )
+        if self.ctx.enabled:
+            torch.distributed.barrier()
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Ctrl-C / SIGTERM: finish the step, save a checkpoint, stop. A second Ctrl-C aborts."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            if self.ctx.is_main:
+                tqdm.write("interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
+
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for s in previous:
+                signal.signal(s, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = {}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+class _Window:
+    """Running means of step metrics between two log lines, plus throughput."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, metrics: dict[str, float], batch: Batch) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+        self.tokens += int(batch.padding_mask.sum())
+
+    def summary(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        means = {k: v / max(1, self.count) for k, v in self.sums.items()}
+        return {**means, "phi_bits": means.get("phi", 0.0) / math.log(2), "tokens_per_s": self.tokens / elapsed}
