@@ -21,6 +21,24 @@ from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_gradient(x: Tensor, factor: float) -> Tensor:
+    """x in the forward pass; its gradient multiplied by `factor` in the backward pass (0 = detach)."""
+    if factor == 1.0:
+        return x
+    return x.detach() if factor == 0.0 else _ScaleGradient.apply(x, factor)
+
+
 @dataclass(frozen=True)
 class GaussianParams:
     mean: Tensor  # (B, T, D)
@@ -31,7 +49,10 @@ class GaussianParams:
         return Independent(Normal(self.mean, torch.exp(0.5 * self.logvar)), 1)
 
     def detach(self) -> GaussianParams:
-        return GaussianParams(self.mean.detach(), self.logvar.detach())
+        return self.scale_gradient(0.0)
+
+    def scale_gradient(self, factor: float) -> GaussianParams:
+        return GaussianParams(scale_gradient(self.mean, factor), scale_gradient(self.logvar, factor))
 
     def float(self) -> GaussianParams:
         return GaussianParams(self.mean.float(), self.logvar.float())
@@ -49,7 +70,10 @@ class CategoricalParams:
         return Categorical(logits=self.logits)
 
     def detach(self) -> CategoricalParams:
-        return CategoricalParams(self.logits.detach())
+        return self.scale_gradient(0.0)
+
+    def scale_gradient(self, factor: float) -> CategoricalParams:
+        return CategoricalParams(scale_gradient(self.logits, factor))
 
     def float(self) -> CategoricalParams:
         return CategoricalParams(self.logits.float())
@@ -72,7 +96,11 @@ class CodeParams:
         return Categorical(probs=F.one_hot(self.codes, self.num_codes).float())
 
     def detach(self) -> CodeParams:
-        return CodeParams(self.codes, self.num_codes)
+        return self.scale_gradient(0.0)
+
+    def scale_gradient(self, factor: float) -> CodeParams:
+        relaxed = None if self.relaxed is None or factor == 0.0 else scale_gradient(self.relaxed, factor)
+        return CodeParams(self.codes, self.num_codes, relaxed)
 
     def float(self) -> CodeParams:
         return self

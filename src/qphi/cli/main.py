@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from qphi.cli import evaluate, train
+from qphi.cli import evaluate, reproduce, train
 from qphi.errors import QPhiError
 
-COMMANDS = (train, evaluate)
+COMMANDS = (train, evaluate, reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ codebook health and coding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,9 @@ import torch
 from pydantic import Field
 
 from qphi.configuration import Config
-from qphi.models import PHiModel
+from qphi.models import PHiModel, PHiModelOutput
 from qphi.seeding import mix_seed
-from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels, Sample, pack_rows
+from qphi.tasks import LEVEL_KEYS, Batch, CharTokenizer, PFALevels, Sample, pack_rows
 from qphi.tasks.packing import document_length, fit_document
 
 
@@ -50,7 +51,6 @@ class TokenRecords:
 class LevelEvaluation:
     tokens: TokenRecords
     blocks: list[dict[str, Any]]  # per block: level, description_length, num_states, ..., phi_mean, nll_mean
-    stage_sizes: tuple[int, ...]
 
     def summary(self) -> dict[str, Any]:
         """{"levels": {name: {phi_mean, phi_bits_mean, nll_mean, phi_per_stage, n_tokens, n_blocks}}}."""
@@ -81,8 +81,11 @@ def evaluate_levels(
     config: EvalConfig,
     row_length: int,
     device: torch.device | str = "cpu",
+    observe: Callable[[int, Batch, PHiModelOutput], None] | None = None,
 ) -> LevelEvaluation:
-    """Run `model` in evaluation mode on `config.samples_per_level` fresh blocks of each level."""
+    """Run `model` in evaluation mode on `config.samples_per_level` fresh blocks of each level.
+
+    `observe(level, batch, output)` sees every evaluated batch (codebook health, coding, …)."""
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "block", "phi", "nll", "stages", "lengths", "codes")}
@@ -93,8 +96,10 @@ def evaluate_levels(
             samples = [levels.sample(level, generator) for _ in range(config.samples_per_level)]
             for first in range(0, len(samples), config.batch_size):
                 docs = [fit_document(s, row_length) for s in samples[first : first + config.batch_size]]
-                batch = pack_rows([[d] for d in docs], tokenizer, max(map(document_length, docs)))
-                _collect(model, batch.to(device), len(blocks), parts, blocks)
+                batch = pack_rows([[d] for d in docs], tokenizer, max(map(document_length, docs))).to(device)
+                out = _collect(model, batch, len(blocks), parts, blocks)
+                if observe is not None:
+                    observe(level, batch, out)
     finally:
         model.train(was_training)
     cat = {k: np.concatenate(v, axis=-1) if v else None for k, v in parts.items()}
@@ -107,7 +112,7 @@ def evaluate_levels(
         code_length=cat["lengths"],
         codes=cat["codes"],
     )
-    return LevelEvaluation(tokens=tokens, blocks=blocks, stage_sizes=model.phi.config.stage_sizes)
+    return LevelEvaluation(tokens=tokens, blocks=blocks)
 
 
 def block_metadata(sample: Sample) -> dict[str, Any]:
@@ -121,7 +126,7 @@ def block_metadata(sample: Sample) -> dict[str, Any]:
     }
 
 
-def _collect(model: PHiModel, batch, block_offset: int, parts: dict, blocks: list) -> None:
+def _collect(model: PHiModel, batch: Batch, block_offset: int, parts: dict, blocks: list) -> PHiModelOutput:
     out = model(input_ids=batch.input_ids, targets=batch.targets, padding_mask=batch.padding_mask)
     text = batch.meta["is_text"]
     doc = batch.meta["doc_index"][text]
@@ -145,3 +150,4 @@ def _collect(model: PHiModel, batch, block_offset: int, parts: dict, blocks: lis
                 "n_tokens": int(sel.sum()),
             }
         )
+    return out

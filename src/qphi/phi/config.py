@@ -50,7 +50,8 @@ class LossWeights(Config):
     latent_kl: float = Field(0.0, ge=0, description="KL of the posterior to N(0, I) or to Uniform(K)")
     detach_targets: bool = Field(
         False,
-        description="detach the posterior (and the prior's input) inside the PHi term, so only the prior learns from it",
+        description="detach the posterior (and the prior's input) inside the PHi term, so only the prior learns from it; "
+        "without it the PHi term is also a rate term that makes the posterior predictable",
     )
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from qphi.bottlenecks import build_bottleneck
-from qphi.latents import CodeParams, Posterior, Prior, code_length, divergence, kl_to_standard
+from qphi.latents import CodeParams, Posterior, Prior, code_length, divergence, kl_to_standard, scale_gradient
 from qphi.phi.config import PHiConfig
 from qphi.phi.losses import masked_mean, self_critic_loss
 from qphi.prior.attention import SequenceLayout
@@ -68,9 +68,16 @@ class PHiLayer(nn.Module):
         self.config = config
         self.bottleneck = build_bottleneck(config)
         self.prior = AutoregressivePrior(config)
+        self.rate_scale = 1.0
 
     def set_temperature(self, tau: float) -> None:
         self.bottleneck.set_temperature(tau)
+
+    def set_rate_scale(self, factor: float) -> None:
+        """Scale the PHi term's gradient into the posterior (the *rate* gradient) by `factor` ∈ [0, 1]
+        while the prior keeps learning at full weight — a warm-up that lets information flow
+        through the bottleneck before it is asked to be predictable. Ignored with detached targets."""
+        self.rate_scale = float(factor)
 
     def forward(
         self,
@@ -86,9 +93,9 @@ class PHiLayer(nn.Module):
         loss_mask = mask if loss_mask is None else loss_mask.bool() & mask
         with torch.autocast(h.device.type, enabled=False):
             b = self.bottleneck(h.float(), mask)
-        detach = self.config.loss.detach_targets
-        target = b.posterior.detach() if detach else b.posterior
-        prior_input = b.codes if b.codes is not None else (b.z.detach() if detach else b.z)
+        rate = 0.0 if self.config.loss.detach_targets else self.rate_scale
+        target = b.posterior.scale_gradient(rate)
+        prior_input = b.codes if b.codes is not None else scale_gradient(b.z, rate)
         prior = self.prior(prior_input, SequenceLayout.build(mask, document_ids)).float()
         phi_per_stage = divergence(target, prior).masked_fill(~mask, 0.0)
         lengths = None

@@ -62,6 +62,9 @@ def phi_vs_nll(
         for task, (nll, phi) in tasks.items():
             ax.annotate(task, (nll, phi), fontsize=7, xytext=(3, 3), textcoords="offset points", color=color)
     ax.set_xscale("log")
+    values = [phi for tasks in points.values() for _, phi in tasks.values() if phi > 0]
+    if values and max(values) / min(values) > 30:  # e.g. continuous next to quantized bottlenecks
+        ax.set_yscale("log")
     ax.set_xlabel("next-token loss (nats/token)")
     ax.set_ylabel(phi_label)
     if title:
@@ -69,6 +72,35 @@ def phi_vs_nll(
     if len(points) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    write_figure(path, fig, dpi=150)
+    plt.close(fig)
+
+
+def complexity_curves(path: str | os.PathLike, panels: Mapping[str, Mapping]) -> None:
+    """One panel per series: mean PHi per next-token-loss bin, one curve per complexity group.
+
+    panels: name → {"nll_mean_per_bin": [...], "curves": [{"description_length": [lo, hi],
+    "phi_mean_per_bin": [...]}, ...]} (see evaluation.complexity).
+    """
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.4 * max(1, len(panels)), 3.2), squeeze=False)
+    for ax, (name, bins) in zip(axes[0], panels.items(), strict=False):
+        x = bins["nll_mean_per_bin"]
+        for i, curve in enumerate(bins["curves"]):
+            lo, hi = curve["description_length"]
+            pts = [(a, b) for a, b in zip(x, curve["phi_mean_per_bin"], strict=True) if a is not None and b is not None]
+            ax.plot(
+                *zip(*pts, strict=True),
+                marker="o",
+                ms=3,
+                color=PALETTE[i % len(PALETTE)],
+                label=f"DL {lo:.0f}–{hi:.0f}",
+            )
+        ax.set_title(name)
+        ax.set_xlabel("next-token loss (bin mean)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean PHi (nats/token)")
+    axes[0][0].legend(fontsize=7, title="complexity (nats)", title_fontsize=7)
     fig.tight_layout()
     write_figure(path, fig, dpi=150)
     plt.close(fig)

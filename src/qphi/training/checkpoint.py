@@ -113,6 +113,15 @@ def latest(run_dir: Path) -> Path | None:
     return run_dir / "checkpoints" / pointer.read_text().strip()
 
 
+def latest_step(run_dir: Path) -> int | None:
+    """The step of the newest complete checkpoint, read from its state.json (None if there is none)."""
+    path = latest(run_dir)
+    try:
+        return int(json.loads((path / "state.json").read_text())["step"]) if path else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def load(path: Path) -> Checkpoint:
     """Load and verify a checkpoint folder; any damage becomes a `QPhiError` that says what to do."""
     state_file = path / "state.json"

@@ -56,7 +56,12 @@ class TrainConfig(Config):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
     compile: bool = False
-    phi_warmup_steps: int = Field(0, ge=0, description="ramp λ_phi linearly from 0 over these steps")
+    rate_warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="ramp the PHi term's gradient into the posterior (the rate) from 0 over these steps; "
+        "the prior learns at full weight throughout (see PHiLayer.set_rate_scale)",
+    )
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(0, ge=0, description="0 = evaluate at the end only")
     checkpoint_every: int = Field(200, ge=1)

@@ -57,11 +57,12 @@ class TrainResult:
     interrupted: bool = False
 
 
-def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
-    """Train (or resume) the run described by `config` in `run_dir`."""
+def train(config: RunConfig, run_dir: str | Path, resume: bool = False, evaluate: bool = True) -> TrainResult:
+    """Train (or resume) the run described by `config` in `run_dir`; with `evaluate`, finish with
+    the data source's evaluation (eval.json)."""
     ctx = distributed.setup(config.train.device)
     try:
-        return Trainer(config, Path(run_dir), ctx).fit(resume)
+        return Trainer(config, Path(run_dir), ctx).fit(resume, evaluate)
     finally:
         distributed.teardown()
 
@@ -201,7 +202,7 @@ class Trainer:
         return ckpt.step
 
     # ----------------------------------------------------------------- loop
-    def fit(self, resume: bool) -> TrainResult:
+    def fit(self, resume: bool, evaluate: bool = True) -> TrainResult:
         self._prepare_run_dir(resume)
         self._build()
         start = self._restore() if resume else 0
@@ -244,7 +245,7 @@ class Trainer:
                         result.interrupted = True
                         break
             result.step = step
-            if step == cfg.steps:
+            if step == cfg.steps and evaluate:
                 result.evaluation = self._evaluate(step, logger, final=True)
         finally:
             progress.close()
@@ -259,7 +260,8 @@ class Trainer:
             group["lr"] = lr
         tau = cosine_anneal(cfg.phi.tau_start, cfg.phi.tau_end, step / max(1, cfg.train.steps - 1))
         self.model.phi.set_temperature(tau)
-        phi_scale = linear_warmup(step, cfg.train.phi_warmup_steps)
+        rate_scale = linear_warmup(step, cfg.train.rate_warmup_steps)
+        self.model.phi.set_rate_scale(rate_scale)
         self.model.train()
         micro_batches = split_rows(batch, cfg.train.grad_accum)
         totals: dict[str, float] = {}
@@ -276,8 +278,6 @@ class Trainer:
                     loss_mask=micro.meta.get("loss_mask"),
                 )
                 terms = {"nll": out.nll_mean, **out.phi.losses}
-                if "phi" in terms:
-                    terms["phi"] = terms["phi"] * phi_scale
                 loss = sum(terms.values())
             self._check_finite(step, terms)
             (loss / len(micro_batches)).backward()
@@ -288,7 +288,6 @@ class Trainer:
         norms = self._clip()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        phi_weight = cfg.phi.loss.phi * phi_scale
         return {
             "loss": totals.pop("loss"),
             "nll": totals.pop("nll"),
@@ -296,7 +295,7 @@ class Trainer:
             **{f"loss_{k}": v for k, v in totals.items()},
             "lr": lr,
             "tau": tau,
-            "phi_weight": phi_weight,
+            "rate_scale": 0.0 if cfg.phi.loss.detach_targets else rate_scale,
             **norms,
         }
 
@@ -308,7 +307,7 @@ class Trainer:
             kept = f"the last good checkpoint '{last.name}' is kept" if last else "no checkpoint was written"
             raise TrainingDiverged(
                 f"training diverged at step {step + 1}: non-finite loss ({', '.join(bad)}); {kept}: "
-                "lower optim.lr, raise train.phi_warmup_steps, or enable gradient clipping"
+                "lower optim.lr, raise train.rate_warmup_steps, or enable gradient clipping"
             )
 
     def _clip(self) -> dict[str, float]:

@@ -1,0 +1,1 @@
+"""Experiments: training, evaluation and reports put together (reproduce, sweep)."""
