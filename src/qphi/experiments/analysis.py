@@ -92,7 +92,13 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
         "coding": coding.summary() if coding else None,
         "codebook_health": health.compute().to_dict() if health else None,
         "icl_competence": icl_competence(
-            model, tokenizer, config.data.pfa, num_prompts=icl_prompts, seed=config.eval.seed, device=device
+            model,
+            tokenizer,
+            config.data.pfa,
+            context_length=config.data.row_length,
+            num_prompts=icl_prompts,
+            seed=config.eval.seed,
+            device=device,
         ),
         "blocks": evaluation.blocks,
     }

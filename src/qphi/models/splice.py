@@ -13,6 +13,8 @@ into the PHi layer.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,7 @@ class PHiModel(nn.Module):
             base.requires_grad_(False)
         self._context: dict[str, Tensor | None] | None = None
         self._phi_output: PHiOutput | None = None
+        self._bottleneck_only = False
         blocks[layer_index].register_forward_hook(self._through_phi)
 
     def train(self, mode: bool = True) -> PHiModel:
@@ -84,13 +87,30 @@ class PHiModel(nn.Module):
             self.base.eval()  # a frozen base keeps its inference behaviour (e.g. no dropout)
         return self
 
+    @contextmanager
+    def generating(self) -> Iterator[None]:
+        """Calls of the *base* model (e.g. `base.generate`) go through the bottleneck but not the
+        prior. In evaluation every bottleneck works token by token (mean / argmax / nearest code),
+        so KV-cached generation is exact and skips the prior's cost."""
+        self._bottleneck_only = True
+        try:
+            yield
+        finally:
+            self._bottleneck_only = False
+
     def _through_phi(self, block: nn.Module, args: tuple, output: Any) -> Any:
-        if self._context is None:  # plain use of the base model (e.g. generation)
-            return output
         hidden = output[0] if isinstance(output, tuple) else output
-        result = self.phi(hidden, **self._context)
-        self._phi_output = result
-        return (result.h, *output[1:]) if isinstance(output, tuple) else result.h
+        if self._context is not None:
+            result = self.phi(hidden, **self._context)
+            self._phi_output = result
+            new = result.h
+        elif self._bottleneck_only:
+            mask = hidden.new_ones(hidden.shape[:2], dtype=torch.bool)
+            with torch.autocast(hidden.device.type, enabled=False):
+                new = self.phi.bottleneck(hidden.float(), mask).h.to(hidden.dtype)
+        else:  # plain use of the base model, e.g. generating with the original LLM
+            return output
+        return (new, *output[1:]) if isinstance(output, tuple) else new
 
     def forward(
         self,
