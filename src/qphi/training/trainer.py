@@ -4,8 +4,9 @@ Each step: draw this process's rows of the step's global batch, set the schedule
 rate, Gumbel temperature, λ_phi warm-up), run the model with its PHi layer, add the
 next-token loss to the PHi layer's weighted terms, back-propagate (accumulating over
 micro-batches, averaging over processes), clip the model's and the PHi layer's gradients,
-and step AdamW. All randomness of step s is seeded from (seed, rank, s), so a resumed run
-continues exactly where an uninterrupted one would be.
+and step AdamW. All randomness of step s is seeded from (seed, s, first row of the
+micro-batch), so a resumed run continues exactly where an uninterrupted one would be, and
+N processes train exactly like one process accumulating N micro-batches.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
     interrupted: bool = False
+    is_main: bool = True  # False in the processes of a distributed run that do not write
 
 
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
@@ -233,7 +235,7 @@ class Trainer:
         progress = tqdm(
             total=cfg.steps, initial=start, disable=not self.ctx.is_main, desc=self.config.name, dynamic_ncols=True
         )
-        result = TrainResult(self.run_dir, start)
+        result = TrainResult(self.run_dir, start, is_main=self.ctx.is_main)
         step = start
         try:
             with self._signals():
@@ -256,9 +258,11 @@ class Trainer:
                         self.window = _Window()
                     if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                         self._evaluate(step, logger)
-                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or self._stop_signal:
+                    # every process stops after the same step, even if the signal reached them apart
+                    stop = distributed.any_across_ranks(self._stop_signal is not None, self.ctx)
+                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
                         self._save(step)
-                    if self._stop_signal:
+                    if stop:
                         result.interrupted = True
                         break
             result.step = step
@@ -271,7 +275,6 @@ class Trainer:
 
     def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
         cfg, optim = self.config, self.config.optim
-        torch.manual_seed(mix_seed(cfg.train.seed, self.ctx.rank, step, 1))
         lr = learning_rate(step, cfg.train.steps, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -281,7 +284,11 @@ class Trainer:
         self.model.train()
         micro_batches = split_rows(batch, cfg.train.grad_accum)
         totals: dict[str, float] = {}
+        micro_rows = self.rows_per_rank // cfg.train.grad_accum
         for i, micro in enumerate(micro_batches):
+            # sampling noise follows the rows, not the process: the same global batch gets the same
+            # noise whether its micro-batches run in one process or in several
+            torch.manual_seed(mix_seed(cfg.train.seed, step, self.ctx.rank * self.rows_per_rank + i * micro_rows, 1))
             sync = i == len(micro_batches) - 1 or not self.ctx.enabled
             with contextlib.nullcontext() if sync else self.net.no_sync(), self.autocast:
                 packed = self.config.data.pack
