@@ -13,6 +13,7 @@ import pytest
 
 from qphi.errors import QPhiError
 from qphi.training import checkpoint, load_run, train
+from qphi.training.trainer import Trainer
 
 from .runs import assert_same_tensors, file_digests, tiny_config, weights
 
@@ -180,3 +181,21 @@ def test_leftovers_of_a_save_killed_midway_are_ignored(run):
     (leftover / "model.safetensors").write_bytes(b"\x00" * 10)
     train(tiny_config(*SCHEDULE), run, resume=True)
     assert_same_tensors(weights(run), reference)
+
+
+def test_saving_after_resuming_from_an_earlier_checkpoint_keeps_the_new_one(run, monkeypatch):
+    """The user pointed `latest` back at step 3 (say step 6 was damaged) and resumes keeping one
+    checkpoint: each new checkpoint must survive its own pruning, even with step-0000006 around."""
+    (run / "checkpoints" / "latest").write_text("step-0000003\n")
+    original = Trainer._train_step
+
+    def crash_in_step_5(self, index, batch):
+        if index == 4:
+            raise RuntimeError("simulated crash")
+        return original(self, index, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", crash_in_step_5)
+    with pytest.raises(RuntimeError):
+        train(tiny_config(*SCHEDULE, "train.keep_checkpoints=1", "train.checkpoint_every=1"), run, resume=True)
+    assert checkpoint.load(checkpoint.latest(run)).step == 4
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000004"]

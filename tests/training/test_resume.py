@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from qphi.training import train
 from qphi.training.trainer import Trainer
@@ -107,3 +108,22 @@ def test_a_resumed_run_may_train_longer(tmp_path):
     result = train(tiny_config(*SCHEDULE, "train.steps=10"), tmp_path / "run", resume=True)
     assert result.step == 10
     assert [r["step"] for r in metric_records(tmp_path / "run") if r["kind"] == "train"] == [2, 4, 6, 8, 10]
+
+
+def tensorboard_losses(run_dir) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars("train/loss")]
+
+
+@pytest.mark.parametrize("crash_at", [2, 4])  # before the first checkpoint, and after it
+def test_tensorboard_shows_one_curve_after_a_resume(crash_at, tmp_path, monkeypatch):
+    """The events an attempt wrote after its last checkpoint are hidden, not shown twice."""
+    config = tiny_config(*SCHEDULE, "train.tensorboard=true", "train.log_every=1")
+    train(config, tmp_path / "full")
+    with monkeypatch.context() as patch:
+        stop_at(patch, crash_at, "crash")
+        with pytest.raises(RuntimeError):
+            train(config, tmp_path / "part")
+    train(config, tmp_path / "part", resume=True)
+    assert tensorboard_losses(tmp_path / "part") == tensorboard_losses(tmp_path / "full")

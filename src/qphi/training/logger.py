@@ -14,8 +14,8 @@ class MetricsLogger:
     def __init__(
         self, run_dir: Path, enabled: bool, tensorboard: bool, wandb: bool, config: dict[str, Any], start: int = 0
     ):
-        """`start`: the step a resumed run continues from; TensorBoard hides the events that an
-        earlier attempt wrote after it."""
+        """`start`: the step a run (re)starts from; TensorBoard hides the events that an earlier
+        attempt in the same directory wrote after it."""
         self.path = run_dir / "metrics.jsonl"
         self.enabled = enabled
         self.tb = None
@@ -25,7 +25,7 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1)
         if wandb:
             try:
                 import wandb as wandb_module
