@@ -5,8 +5,9 @@
 For each preset's model shape, one training step (forward, backward, gradient clipping, AdamW)
 is timed for the base model alone (the same model without the splice) and with the PHi layer
 of every bottleneck. Measurements are interleaved: every round times every variant for a few
-steps, so machine load hits all of them alike; the table shows the median over rounds, the
-tokens/s ratio to the base model, and the model FLOP utilisation
+steps (in alternating order), so machine load hits all of them alike. The table shows the best
+round's step time and tokens/s, the tokens/s ratio to the base model measured in the same round
+(median and range over rounds), and the model FLOP utilisation
 
     MFU = (6 · params · tokens + attention) / step time / fp32 GEMM FLOP/s,
 
@@ -160,24 +161,25 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
     )
     times: dict[str, list[float]] = {v.name: [] for v in variants}
     gemm: list[float] = []
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         gemm.append(gemm_flops(device, args.gemm_size))
-        for variant in variants:
+        for variant in variants if round_ % 2 == 0 else variants[::-1]:  # no variant always runs first
             times[variant.name].append(time_steps(variant, batch, args.steps, device))
             gc.collect()  # the previous variant's model and optimizer state, before the next is built
     peak = max(gemm)
     tokens = rows * length
-    base_rate = tokens / statistics.median(times["no PHi layer"])
+    base = times["no PHi layer"]
     print(
-        f"{'variant':<14} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'÷ base':>7} "
+        f"{'variant':<14} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'÷ base (range)':>20} "
         f"{'GFLOP/step':>11} {'GFLOP/s':>9} {'MFU':>6}"
     )
     for variant in variants:
-        seconds = statistics.median(times[variant.name])
+        seconds = min(times[variant.name])  # the least disturbed measurement
+        ratios = [b / t for b, t in zip(base, times[variant.name], strict=True)]  # tokens/s ratio, same round
         params, flops = model_flops(variant, tokens, length)
-        rate = tokens / seconds
+        spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
         print(
-            f"{variant.name:<14} {params / 1e6:>9.2f}M {seconds * 1e3:>9.1f} {rate:>10.0f} {rate / base_rate:>7.2f} "
+            f"{variant.name:<14} {params / 1e6:>9.2f}M {seconds * 1e3:>9.1f} {tokens / seconds:>10.0f} {spread:>20} "
             f"{flops / 1e9:>11.2f} {flops / seconds / 1e9:>9.2f} {flops / seconds / peak:>6.1%}"
         )
     print(
