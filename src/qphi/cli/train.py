@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck}"
     result = train(config, out, resume=resume)
     if result.interrupted:
-        print(f"stopped at step {result.step}; continue with: qphi train {args.config} ... --out {out} --resume")
+        if result.is_main:
+            print(f"stopped at step {result.step}; continue with: qphi train {args.config} ... --out {out} --resume")
         return 130
-    print(f"run directory: {out}")
+    if result.is_main:
+        print(f"run directory: {out}")
     return 0

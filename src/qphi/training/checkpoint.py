@@ -79,7 +79,7 @@ def save(
     extra: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write checkpoint `step` atomically, point `latest` at it, keep the newest `keep`."""
+    """Write checkpoint `step` atomically, point `latest` at it, keep it and the newest `keep - 1` others."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
@@ -101,7 +101,9 @@ def save(
         if tmp.exists():
             shutil.rmtree(tmp)
     write_text(root / "latest", name + "\n")
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+    # never the one just written, even if folders of later steps (from before a resume) remain
+    others = sorted(p for p in root.glob("step-*") if p.is_dir() and p != final)
+    for old in others[: -(keep - 1) or None]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -89,7 +89,7 @@ class RunConfig(Config):
         return self
 
 
-PRESETS = ("cpu-quick", "cpu", "paper")
+PRESETS = ("cpu-quick", "cpu", "paper", "paper-lstm")
 
 
 def preset_path(name: str) -> Path:

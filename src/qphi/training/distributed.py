@@ -59,6 +59,15 @@ def mean_across_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, f
     return {k: v / ctx.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
+def any_across_ranks(flag: bool, ctx: DistContext) -> bool:
+    """True on every process if it is true on any (a no-op in a single process)."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.long, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def broadcast_int(value: int, ctx: DistContext) -> int:
     if not ctx.enabled:
         return value

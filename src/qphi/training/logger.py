@@ -11,7 +11,11 @@ from qphi.io import append_jsonl
 class MetricsLogger:
     """Writes one JSON line per record (rank 0 only); mirrors scalars to TensorBoard/W&B."""
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, wandb: bool, config: dict[str, Any]):
+    def __init__(
+        self, run_dir: Path, enabled: bool, tensorboard: bool, wandb: bool, config: dict[str, Any], start: int = 0
+    ):
+        """`start`: the step a run (re)starts from; TensorBoard hides the events that an earlier
+        attempt in the same directory wrote after it."""
         self.path = run_dir / "metrics.jsonl"
         self.enabled = enabled
         self.tb = None
@@ -21,7 +25,7 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1)
         if wandb:
             try:
                 import wandb as wandb_module

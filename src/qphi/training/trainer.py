@@ -4,8 +4,9 @@ Each step: draw this process's rows of the step's global batch, set the schedule
 rate, Gumbel temperature, λ_phi warm-up), run the model with its PHi layer, add the
 next-token loss to the PHi layer's weighted terms, back-propagate (accumulating over
 micro-batches, averaging over processes), clip the model's and the PHi layer's gradients,
-and step AdamW. All randomness of step s is seeded from (seed, rank, s), so a resumed run
-continues exactly where an uninterrupted one would be.
+and step AdamW. All randomness of step s is seeded from (seed, s, first row of the
+micro-batch), so a resumed run continues exactly where an uninterrupted one would be, and
+N processes train exactly like one process accumulating N micro-batches.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
     interrupted: bool = False
+    is_main: bool = True  # False in the processes of a distributed run that do not write
 
 
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False, evaluate: bool = True) -> TrainResult:
@@ -152,10 +154,15 @@ class Trainer:
                     raise QPhiError(
                         f"'{self.run_dir}' holds a run with a different config ({', '.join(changed[:4])}): resume with the same config, or choose another output directory"
                     )
+
+    def _write_config(self) -> None:
+        """Called once the checkpoint to resume from has loaded, so a refused resume changes nothing."""
         if self.ctx.is_main:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                write_text(saved, yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+                write_text(
+                    self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+                )
             except PermissionError:
                 raise QPhiError(f"cannot write to '{self.run_dir}': choose a writable output directory") from None
 
@@ -196,27 +203,40 @@ class Trainer:
             )
         _load_weights(self.model, ckpt)
         self.optimizer.load_state_dict(ckpt.optimizer)
-        if self.ctx.is_main and (self.run_dir / "metrics.jsonl").is_file():
-            kept = [r for r in read_jsonl(self.run_dir / "metrics.jsonl") if r["step"] <= ckpt.step]
-            write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        self.window = _Window.restore(ckpt.state.get("metrics_window"))
         return ckpt.step
+
+    def _truncate_metrics(self, start: int) -> None:
+        """Drop the records a stopped attempt wrote after its last checkpoint (all of them when
+        starting from step 0) and those of a final evaluation that will run again."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.ctx.is_main or not path.is_file():
+            return
+        steps = self.config.train.steps
+        kept = [
+            r for r in read_jsonl(path)
+            if r["step"] < start or (r["step"] == start and (r["kind"] == "train" or start < steps))
+        ]  # fmt: skip
+        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool, evaluate: bool = True) -> TrainResult:
         self._prepare_run_dir(resume)
         self._build()
+        self.window = _Window()
         start = self._restore() if resume else 0
+        self._write_config()
+        self._truncate_metrics(start)
         cfg = self.config.train
         logger = MetricsLogger(
-            self.run_dir, self.ctx.is_main, cfg.tensorboard, cfg.wandb, self.config.model_dump(mode="json")
+            self.run_dir, self.ctx.is_main, cfg.tensorboard, cfg.wandb, self.config.model_dump(mode="json"), start
         )
         dataset = self.source.batches(self.ctx.rank * self.rows_per_rank, self.rows_per_rank)
         batches = iter(training_loader(dataset, start, cfg.num_workers))
         progress = tqdm(
             total=cfg.steps, initial=start, disable=not self.ctx.is_main, desc=self.config.name, dynamic_ncols=True
         )
-        result = TrainResult(self.run_dir, start)
-        window = _Window()
+        result = TrainResult(self.run_dir, start, is_main=self.ctx.is_main)
         step = start
         try:
             with self._signals():
@@ -224,10 +244,10 @@ class Trainer:
                     batch = next(batches).to(self.ctx.device)
                     metrics = self._train_step(step, batch)
                     step += 1
-                    window.add(metrics, batch)
+                    self.window.add(metrics, batch)
                     progress.update(1)
                     if step % cfg.log_every == 0 or step == cfg.steps:
-                        result.metrics = distributed.mean_across_ranks(window.summary(), self.ctx)
+                        result.metrics = distributed.mean_across_ranks(self.window.summary(), self.ctx)
                         result.metrics["tokens_per_s"] *= self.ctx.world_size
                         logger.log(step, "train", result.metrics)
                         progress.set_postfix(
@@ -236,12 +256,14 @@ class Trainer:
                             phi=f"{result.metrics['phi']:.3f}",
                             tok_s=f"{result.metrics['tokens_per_s']:.0f}",
                         )
-                        window = _Window()
+                        self.window = _Window()
                     if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                         self._evaluate(step, logger)
-                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or self._stop_signal:
+                    # every process stops after the same step, even if the signal reached them apart
+                    stop = distributed.any_across_ranks(self._stop_signal is not None, self.ctx)
+                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
                         self._save(step)
-                    if self._stop_signal:
+                    if stop:
                         result.interrupted = True
                         break
             result.step = step
@@ -254,7 +276,6 @@ class Trainer:
 
     def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
         cfg, optim = self.config, self.config.optim
-        torch.manual_seed(mix_seed(cfg.train.seed, self.ctx.rank, step, 1))
         lr = learning_rate(step, cfg.train.steps, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -265,7 +286,11 @@ class Trainer:
         self.model.train()
         micro_batches = split_rows(batch, cfg.train.grad_accum)
         totals: dict[str, float] = {}
+        micro_rows = self.rows_per_rank // cfg.train.grad_accum
         for i, micro in enumerate(micro_batches):
+            # sampling noise follows the rows, not the process: the same global batch gets the same
+            # noise whether its micro-batches run in one process or in several
+            torch.manual_seed(mix_seed(cfg.train.seed, step, self.ctx.rank * self.rows_per_rank + i * micro_rows, 1))
             sync = i == len(micro_batches) - 1 or not self.ctx.enabled
             with contextlib.nullcontext() if sync else self.net.no_sync(), self.autocast:
                 packed = self.config.data.pack
@@ -279,13 +304,15 @@ class Trainer:
                 )
                 terms = {"nll": out.nll_mean, **out.phi.losses}
                 loss = sum(terms.values())
-            self._check_finite(step, terms)
+            values = torch.stack([t.detach().float() for t in terms.values()]).tolist()
+            self._check_finite(step, "loss", dict(zip(terms, values, strict=True)))
             (loss / len(micro_batches)).backward()
             mask = micro.meta.get("is_text", micro.padding_mask)
             phi_mean = (out.phi.phi * mask).sum() / mask.sum().clamp_min(1)
             for key, value in {"loss": loss, **terms, "phi_nats": phi_mean}.items():
                 totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(micro_batches)
         norms = self._clip()
+        self._check_finite(step, "gradient norm", norms)  # before the optimizer step: never save NaN weights
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {
@@ -299,14 +326,13 @@ class Trainer:
             **norms,
         }
 
-    def _check_finite(self, step: int, terms: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([t.detach().float() for t in terms.values()])
-        if not bool(torch.isfinite(values).all()):
-            bad = [f"{k}={float(v):g}" for k, v in zip(terms, values, strict=True) if not math.isfinite(float(v))]
+    def _check_finite(self, step: int, what: str, values: dict[str, float]) -> None:
+        bad = [f"{k}={v:g}" for k, v in values.items() if not math.isfinite(v)]
+        if bad:
             last = checkpoint.latest(self.run_dir)
             kept = f"the last good checkpoint '{last.name}' is kept" if last else "no checkpoint was written"
             raise TrainingDiverged(
-                f"training diverged at step {step + 1}: non-finite loss ({', '.join(bad)}); {kept}: "
+                f"training diverged at step {step + 1}: non-finite {what} ({', '.join(bad)}); {kept}: "
                 "lower optim.lr, raise train.rate_warmup_steps, or enable gradient clipping"
             )
 
@@ -335,13 +361,19 @@ class Trainer:
         return summary
 
     def _save(self, step: int) -> None:
+        # the steps since the last metrics line, so that a resumed run writes the same next line
+        window = {"sums": distributed.mean_across_ranks(self.window.sums, self.ctx), "count": self.window.count}
         if self.ctx.is_main:
             checkpoint.save(
                 self.run_dir,
                 step,
                 self.model.trainable_state_dict(),
                 self.optimizer.state_dict(),
-                extra={"world_size": self.ctx.world_size, "bottleneck": self.config.phi.bottleneck},
+                extra={
+                    "world_size": self.ctx.world_size,
+                    "bottleneck": self.config.phi.bottleneck,
+                    "metrics_window": window,
+                },
                 keep=self.config.train.keep_checkpoints,
             )
         if self.ctx.enabled:
@@ -379,6 +411,14 @@ class _Window:
         self.count = 0
         self.tokens = 0
         self.start = time.perf_counter()
+
+    @classmethod
+    def restore(cls, saved: dict[str, Any] | None) -> _Window:
+        """The metric sums a checkpoint kept (throughput restarts from the resume)."""
+        window = cls()
+        if saved:
+            window.sums, window.count = dict(saved["sums"]), int(saved["count"])
+        return window
 
     def add(self, metrics: dict[str, float], batch: Batch) -> None:
         for key, value in metrics.items():

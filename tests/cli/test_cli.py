@@ -1,0 +1,100 @@
+"""`qphi train` and `qphi eval` as a user calls them: results on success, one error line and
+exit status 2 on a user mistake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from training.runs import file_digests, tiny_overrides
+
+from qphi.cli.main import main
+from qphi.training import checkpoint
+
+OVERRIDES = tiny_overrides("train.steps=2", "train.checkpoint_every=2")
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"qphi {command}: error: ")
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "cpu-quick", *OVERRIDES, "--out", str(run)]) == 0
+    return run
+
+
+def test_train_writes_a_run_directory(trained):
+    assert checkpoint.load(checkpoint.latest(trained)).step == 2
+    assert (trained / "eval.json").is_file() and (trained / "config.yaml").is_file()
+
+
+def test_default_run_directory_is_named_after_the_preset_and_bottleneck(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "cpu-quick", *OVERRIDES, "phi.bottleneck=fsq"]) == 0
+    assert "run directory: runs/cpu-quick-fsq" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "cpu-quick-fsq" / "eval.json").is_file()
+
+
+def test_eval_prints_the_level_table_and_writes_eval_json(trained, capsys):
+    (trained / "eval.json").unlink()
+    assert main(["eval", str(trained), "--samples", "3"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((trained / "eval.json").read_text())
+    assert summary["step"] == 2 and summary["bottleneck"] == "gumbel"
+    assert list(summary["levels"]) == ["mem_seq", "mem_prog", "icll", "random"]
+    assert all(level["n_blocks"] == 3 for level in summary["levels"].values())
+    lines = out.splitlines()
+    assert lines[0].split() == ["level", "PHi", "nats", "PHi", "bits", "NLL", "nats", "tokens"]
+    for name, row in zip(summary["levels"], lines[1:5], strict=True):
+        assert row.split()[0] == name and float(row.split()[1]) == pytest.approx(
+            summary["levels"][name]["phi_mean"], abs=1e-3
+        )
+    assert f"wrote {trained / 'eval.json'}" in out
+
+
+def test_training_again_into_a_trained_directory_is_refused(trained, capsys):
+    before = file_digests(trained)
+    assert main(["train", "cpu-quick", *OVERRIDES, "--out", str(trained)]) == 2
+    assert "already holds a trained run" in one_error_line(capsys, "train")
+    assert file_digests(trained) == before
+
+
+@pytest.mark.parametrize("flag", [["--resume"], ["resume=true"]])
+def test_resume_continues_a_run(trained, tmp_path, flag):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    assert main(["train", "cpu-quick", *OVERRIDES, "train.steps=3", "--out", str(run), *flag]) == 0
+    assert checkpoint.load(checkpoint.latest(run)).step == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "cpu-quik"], "neither a YAML file nor a preset (did you mean 'cpu-quick'?)"),
+        (["train", "cpu-quick", "train.stepz=3"], "unknown key 'train.stepz' (did you mean 'steps'?)"),
+        (["train", "cpu-quick", "model.phi_after=9"], "phi_after=9 is beyond the model's depth"),
+        (["train", "cpu-quick", "model.architecture=lstm", "data.pack=true"], "set data.pack=false"),
+        (["eval", "/nonexistent/run"], "is not a qphi run directory"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in one_error_line(capsys, argv[0])
+
+
+def test_resume_with_another_config_is_a_one_line_error(trained, capsys):
+    assert main(["train", "cpu-quick", *OVERRIDES, "phi.bottleneck=vq", "--out", str(trained), "--resume"]) == 2
+    assert "holds a run with a different config (phi.bottleneck" in one_error_line(capsys, "train")
+
+
+def test_overrides_may_follow_options_but_unknown_options_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "cpu-quick", "--out", "x", "--bogus"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -1,0 +1,65 @@
+"""Presets: the paper settings of SPEC §7, per-bottleneck defaults under explicit overrides."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qphi.errors import QPhiError
+from qphi.training import PRESETS, load_run_config, train
+from qphi.training.config import preset_path
+
+from .runs import tiny_config
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if preset_path(p).is_file()])
+def test_every_shipped_preset_loads_with_every_bottleneck(preset):
+    for bottleneck in ("continuous", "gumbel", "vq", "residual", "fsq"):
+        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}"]).phi.bottleneck == bottleneck
+
+
+def test_paper_preset_has_the_reference_settings():
+    config = load_run_config("paper")
+    model, train_, optim, data, loss = config.model, config.train, config.optim, config.data, config.phi.loss
+    assert (model.n_layers, model.d_model, model.n_heads, model.phi_after) == (12, 768, 6, 5)
+    assert (data.row_length, data.pack, train_.batch_size, train_.steps) == (2048, True, 16, 30_000)
+    assert (optim.lr, optim.warmup_steps, optim.schedule, optim.grad_clip) == (3e-4, 500, "constant", 1.0)
+    assert train_.precision == "auto"  # bf16 autocast on a GPU
+    assert (loss.phi, loss.self_critic, config.phi.prior.n_heads) == (1.0, 0.1, 6)
+    assert config.phi.bottleneck == "continuous"
+
+
+def test_paper_lstm_preset_reads_one_document_per_row():
+    config = load_run_config("paper-lstm")
+    assert config.model.architecture == "lstm" and config.model.n_layers == 2 and config.model.phi_after == 0
+    assert not config.data.pack
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["phi.bottleneck=gumbel"], {"codebook_size": 1024}),
+        (["phi.bottleneck=vq"], {"codebook_size": 1024}),
+        (["phi.bottleneck=residual"], {"codebook_size": 64, "num_stages": 2}),
+        (["phi.bottleneck=fsq"], {"fsq_levels": [8, 5, 5, 5]}),
+        (["phi.bottleneck=gumbel", "phi.codebook_size=4096"], {"codebook_size": 4096}),  # an override wins
+    ],
+)
+def test_bottleneck_defaults_apply_under_the_overrides(overrides, expected):
+    phi = load_run_config("paper", overrides).phi
+    assert {key: getattr(phi, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.grad_accum=3"], "must be divisible by processes × grad_accum = 3"),
+        (["train.device=cuda"], "no CUDA GPU is available"),
+    ],
+)
+def test_impossible_training_settings_are_user_errors(overrides, message, tmp_path):
+    if "cuda" in message and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(QPhiError, match=message):
+        train(tiny_config(*overrides), tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,104 @@
+"""What a run leaves behind: metrics.jsonl, eval.json per level, TensorBoard events, a config
+that loads again; and the same seed gives the same records whatever the loader workers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from qphi.tasks import LEVEL_KEYS
+from qphi.training import load_run, load_run_config, train
+from qphi.training.schedules import cosine_anneal, learning_rate
+from qphi.training.trainer import saved_config
+
+from .runs import assert_same_tensors, metric_records, tiny_config, weights
+
+OVERRIDES = (
+    "train.steps=4",
+    "train.log_every=1",
+    "train.eval_every=2",
+    "train.tensorboard=true",
+    "eval.levels=[0,1,2,3,4,5]",
+    "eval.samples_per_level=3",
+)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, object]:
+    run = tmp_path_factory.mktemp("outputs") / "run"
+    config = tiny_config(*OVERRIDES)
+    result = train(config, run)
+    return run, config, result
+
+
+def test_metrics_lines_record_every_step_and_the_evaluations(finished):
+    run, config, _ = finished
+    records = metric_records(run)
+    train_lines = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_lines] == [1, 2, 3, 4]
+    optim = config.optim
+    for r in train_lines:
+        index = r["step"] - 1  # the line of step s describes the update made with the settings of index s-1
+        assert {"loss", "nll", "phi", "phi_bits", "loss_phi", "lr", "tau", "phi_weight", "grad_norm_model",
+                "grad_norm_phi"} <= r.keys()  # fmt: skip
+        assert r["lr"] == pytest.approx(
+            learning_rate(index, 4, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
+        )
+        assert r["tau"] == pytest.approx(cosine_anneal(config.phi.tau_start, config.phi.tau_end, index / 3))
+        assert r["phi_bits"] == pytest.approx(r["phi"] / math.log(2))
+        assert r["loss"] == pytest.approx(r["nll"] + sum(v for k, v in r.items() if k.startswith("loss_")), rel=1e-5)
+    evaluations = {(r["step"], r["kind"]) for r in records if r["kind"] != "train"}
+    assert evaluations == {(step, f"eval/{LEVEL_KEYS[level]}") for step in (2, 4) for level in range(6)}
+
+
+def test_eval_json_reports_every_level(finished):
+    run, config, result = finished
+    summary = json.loads((run / "eval.json").read_text())
+    assert summary["step"] == 4 and summary["levels"] == result.evaluation["levels"]
+    assert set(summary["levels"]) == {"mem_seq", "mem_prog", "fixed_structure", "icll", "random", "copy"}
+    for entry in summary["levels"].values():
+        assert entry["n_blocks"] == 3 and entry["n_tokens"] > 0
+        assert entry["phi_bits_mean"] == pytest.approx(entry["phi_mean"] / math.log(2))
+        assert len(entry["phi_per_stage"]) == len(config.phi.stage_sizes)
+        assert {"nll_mean", "code_length_bits_mean"} <= entry.keys()
+
+
+def test_tensorboard_holds_the_same_scalars(finished):
+    run, _, _ = finished
+    files = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert losses == [(r["step"], pytest.approx(r["loss"])) for r in metric_records(run) if r["kind"] == "train"]
+    assert "eval/icll/phi_mean" in events.Tags()["scalars"]
+
+
+def test_the_saved_config_loads_back_to_the_same_run_config(finished):
+    run, config, _ = finished
+    assert saved_config(run) == config
+    assert load_run_config(run / "config.yaml") == config
+    loaded, model, step = load_run(run)
+    assert loaded == config and step == 4 and not model.training
+    assert_same_tensors(model.trainable_state_dict(), weights(run))
+
+
+def test_the_same_seed_gives_identical_records_whatever_the_loader_workers(tmp_path):
+    config = tiny_config("train.steps=4", "train.checkpoint_every=4")
+    train(config, tmp_path / "a")
+    train(config, tmp_path / "b")
+    train(tiny_config("train.steps=4", "train.checkpoint_every=4", "train.num_workers=2"), tmp_path / "workers")
+    reference = metric_records(tmp_path / "a")
+    for other in ("b", "workers"):
+        assert metric_records(tmp_path / other) == reference
+        assert_same_tensors(weights(tmp_path / other), weights(tmp_path / "a"))
+    train(tiny_config("train.steps=4", "train.checkpoint_every=4", "train.seed=1"), tmp_path / "seed1")
+    assert metric_records(tmp_path / "seed1") != reference
+    assert not torch.equal(
+        weights(tmp_path / "seed1")["phi.prior.initial"], weights(tmp_path / "a")["phi.prior.initial"]
+    )
