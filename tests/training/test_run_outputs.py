@@ -44,7 +44,7 @@ def test_metrics_lines_record_every_step_and_the_evaluations(finished):
     optim = config.optim
     for r in train_lines:
         index = r["step"] - 1  # the line of step s describes the update made with the settings of index s-1
-        assert {"loss", "nll", "phi", "phi_bits", "loss_phi", "lr", "tau", "phi_weight", "grad_norm_model",
+        assert {"loss", "nll", "phi", "phi_bits", "loss_phi", "lr", "tau", "rate_scale", "grad_norm_model",
                 "grad_norm_phi"} <= r.keys()  # fmt: skip
         assert r["lr"] == pytest.approx(
             learning_rate(index, 4, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
