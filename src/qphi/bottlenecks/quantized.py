@@ -29,15 +29,24 @@ class StageOutput:
 
 
 class GumbelStage(nn.Module):
-    """Categorical posterior over K codes; a hard Gumbel-softmax sample in training."""
+    """Categorical posterior over K codes; a hard Gumbel-softmax sample in training.
 
-    def __init__(self, dim: int, num_codes: int):
+    The logits read the RMS-normalised input, so their initial spread is `logit_init` whatever
+    the scale of the host's hidden states: small gives broad posteriors that sharpen only where
+    the next-token loss asks for information (and little flows at first); large gives
+    near-deterministic, VQ-like codes from the start.
+    """
+
+    def __init__(self, dim: int, num_codes: int, logit_init: float):
         super().__init__()
+        self.norm = nn.RMSNorm(dim, elementwise_affine=False)
         self.to_logits = nn.Linear(dim, num_codes)
+        nn.init.normal_(self.to_logits.weight, std=logit_init / dim**0.5)
+        nn.init.zeros_(self.to_logits.bias)
         self.codebook = nn.Parameter(torch.randn(num_codes, dim) / dim**0.5)
 
     def forward(self, r: Tensor, mask: Tensor, sample: bool, tau: float) -> StageOutput:
-        logits = self.to_logits(r)
+        logits = self.to_logits(self.norm(r))
         if sample:
             one_hot = F.gumbel_softmax(logits, tau=tau, hard=True)
         else:
@@ -84,7 +93,7 @@ class ResidualQuantizer(Bottleneck):
         self.encode = nn.Linear(config.d_model, dim)
         self.decode = nn.Linear(dim, config.d_model)
         if kind == "gumbel":
-            self.stages = nn.ModuleList(GumbelStage(dim, k) for _ in range(num_stages))
+            self.stages = nn.ModuleList(GumbelStage(dim, k, config.gumbel_logit_init) for _ in range(num_stages))
         else:
             self.stages = nn.ModuleList(VQStage(dim, k, config.vq) for _ in range(num_stages))
         self.temperature = config.tau_start

@@ -76,6 +76,9 @@ class PHiConfig(Config):
         "factorised",
         description="factorised: one categorical per FSQ dimension, coarse-to-fine; joint: one over all codes",
     )
+    gumbel_logit_init: float = Field(
+        4.0, gt=0, description="spread of the Gumbel posterior's initial logits (see GumbelStage)"
+    )
     tau_start: float = Field(1.0, gt=0, description="Gumbel-softmax temperature at the start of training")
     tau_end: float = Field(0.1, gt=0, description="... and at the end (cosine anneal)")
     deterministic_eval: bool = Field(True, description="evaluation uses the posterior mean / argmax code, not a sample")
