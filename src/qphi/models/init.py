@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from qphi.bottlenecks.continuous import GaussianBottleneck
 from qphi.errors import QPhiError
-from qphi.phi import PHiLayer
+from qphi.phi import PHiLayer  # before the bottlenecks, which import qphi.phi themselves
+
+from qphi.bottlenecks.continuous import GaussianBottleneck  # isort: skip
 
 
 @torch.no_grad()
