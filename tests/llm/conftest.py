@@ -74,7 +74,10 @@ def checkpoint(tmp_path_factory, tokenizer) -> Path:
 def data(tmp_path_factory) -> Path:
     """A data folder in the layout of shared/data, a few records each."""
     root = tmp_path_factory.mktemp("data")
-    gsm = [{"question": f"Tom has {i} apples and buys 3. How many?", "answer": f"{i} + 3 = {i + 3}\n#### {i + 3}"} for i in range(6)]
+    gsm = [
+        {"question": f"Tom has {i} apples and buys 3. How many?", "answer": f"{i} + 3 = {i + 3}\n#### {i + 3}"}
+        for i in range(6)
+    ]
     math_rows = [
         {"id": f"test/algebra/{i}", "subject": "algebra", "level": f"Level {1 + i % 2}", "type": "Algebra",
          "problem": f"What is {i} + 1?", "solution": f"It is $\\boxed{{{i + 1}}}$."}
@@ -106,6 +109,7 @@ def mixture_overrides(checkpoint: Path, data: Path) -> list[str]:
         "phi.loss.self_critic=0",
         "data.source=mixture",
         "data.row_length=64",
+        "data.pack=true",
         f"data.mixture.math_path={data / 'math'}",
         f"data.mixture.gsm8k_path={data / 'gsm8k'}",
         f"data.mixture.nl_levels_path={data / 'natural_language_levels'}",

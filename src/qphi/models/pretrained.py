@@ -122,7 +122,8 @@ def _converted(gguf: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # the weights are dequantised floats now: drop the GGUF marker that blocks saving
-        del model.config.quantization_config
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.hf_quantizer, model.is_quantized = None, False
         model.save_pretrained(tmp)  # safetensors
         tokenizer.save_pretrained(tmp)
