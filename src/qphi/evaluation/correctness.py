@@ -133,7 +133,8 @@ def generate(
     done = _read_cache(cache, meta)
     group = max(1, batch_size // settings.samples)  # questions per generate call
     todo = [p for p in problems if p.id not in done]
-    for first in tqdm(range(0, len(todo), group), desc="generating", unit="question", unit_scale=group):
+    progress = tqdm(total=len(todo), desc="generating", unit="question")
+    for first in range(0, len(todo), group):
         chunk = todo[first : first + group]
         seed = mix_seed(settings.seed, zlib.crc32(chunk[0].id.encode("utf-8")))
         for problem, rationales in zip(
@@ -150,6 +151,8 @@ def generate(
             }
             append_jsonl(cache, record)
             done[problem.id] = record
+        progress.update(len(chunk))
+    progress.close()
     return [done[p.id] for p in problems]
 
 
