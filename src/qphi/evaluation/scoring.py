@@ -171,7 +171,7 @@ def score_encoded(
             ids, padding = _right_padded([items[i] for i in chunk], pad_id=0)
             ids, padding = ids.to(device), padding.to(device)
             out = model(input_ids=ids, padding_mask=padding)
-            nll = next_token_nll(out.logits, ids, padding).cpu().numpy()
+            nll = out.nll.float().masked_fill(~out.target_mask, math.nan).cpu().numpy()
             plain = None
             if base_nll:
                 logits = model.base(input_ids=ids, attention_mask=padding.long(), use_cache=False).logits
