@@ -1,6 +1,6 @@
 """Costs of a PHi layer inside a pretrained LLM, measured side by side in one run.
 
-    python benchmarks/bench_llm.py [--model smollm2|PATH] [--tokens 512] [--repeats 3] [--device cpu]
+    python benchmarks/bench_llm.py [--model smollm2|PATH] [--tokens 512] [--repeats 3] [--device cpu] [--threads N]
 
 1. scoring: tokens/s of `score_texts` (PHi layer on, base-model pass off) against a plain
    forward of the same model on the same text (target ≥ 0.9×);
@@ -58,8 +58,11 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32, help="generated tokens per sequence")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     base = load_pretrained(args.model).to(device)
     tokenizer = load_tokenizer(args.model)
