@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from qphi.io import write_figure
 
@@ -62,6 +63,9 @@ def phi_vs_nll(
         for task, (nll, phi) in tasks.items():
             ax.annotate(task, (nll, phi), fontsize=7, xytext=(3, 3), textcoords="offset points", color=color)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # unlabelled minor ticks: labels like 4×10⁻¹ overlap
     ax.set_xlabel("next-token loss (nats/token)")
     ax.set_ylabel(phi_label)
     if title:
