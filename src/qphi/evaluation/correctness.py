@@ -175,7 +175,11 @@ def score(
         if record["id"] not in done:
             kept = [i for i, r in enumerate(record["rationales"]) if r.strip()]
             scores = score_texts(
-                model, tokenizer, [Chat(problem.prompt, record["rationales"][i]) for i in kept], batch_size=batch_size
+                model,
+                tokenizer,
+                [Chat(problem.prompt, record["rationales"][i]) for i in kept],
+                batch_size=batch_size,
+                base_nll=False,
             )
             phi, nll = [math.nan] * len(record["rationales"]), [math.nan] * len(record["rationales"])
             for i, s in zip(kept, scores, strict=True):
