@@ -43,10 +43,10 @@ def test_values_match_a_direct_forward_pass(model, tokenizer):
         base = -torch.log_softmax(plain[0].double(), -1)[torch.arange(ids.shape[1] - 1), ids[0, 1:]]
         np.testing.assert_allclose(s.base_nll[:-1], base.numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(s.phi, out.phi.phi[0].numpy(), rtol=1e-4, atol=1e-3)
-        assert "".join(s.pieces) == text and s.mask.all()
+        assert "".join(s.pieces) == text and not s.mask[0] and s.mask[1:].all()
     pooled = summarize(scores)
-    assert pooled["n_tokens"] == sum(len(s.pieces) for s in scores)
-    phi = np.concatenate([s.phi for s in scores])
+    assert pooled["n_tokens"] == sum(len(s.pieces) - 1 for s in scores)
+    phi = np.concatenate([s.phi[1:] for s in scores])
     assert pooled["phi_mean"] == pytest.approx(phi.mean(), rel=1e-6)
     assert pooled["phi_bits_mean"] == pytest.approx(phi.mean() / math.log(2), rel=1e-6)
 
@@ -74,7 +74,7 @@ def test_heatmap_escapes_and_carries_every_token(model, tokenizer):
     (s,) = score_texts(model, tokenizer, [text])
     page = heatmap_html([s], ["<b>t</b>"])
     assert page.count("<script>") == 1 and "&lt;b&gt;t&lt;/b&gt;" in page  # only the page's own script
-    contents = re.findall(r'<span class="t on"[^>]*>([^<]*)</span>', page)
+    contents = re.findall(r'<span class="t o(?:n|ff)"[^>]*>([^<]*)</span>', page)
     assert len(contents) == len(s.pieces) and html.unescape("".join(contents)) == text
     assert "http://" not in page and "https://" not in page and "src=" not in page
 

@@ -4,8 +4,11 @@ Record t of a text pairs the PHi of the latent computed after reading token t wi
 next-token loss at t, −ln p(token_{t+1} | tokens_≤t) — the same pairing as the training
 objective and the level evaluations. The last token has no next token (NaN loss).
 
-A text is either plain (scored on all its non-special tokens) or a `Chat` (rendered with
-the tokenizer's chat template and scored on the assistant's content only). A text longer
+A text is either plain (scored on its non-special tokens after the first) or a `Chat`
+(rendered with the tokenizer's chat template and scored on the assistant's content only).
+The first token of a sequence is never scored: it has no past, and in models that add no
+BOS it serves as the attention sink, whose hidden state is an outlier (SmolLM2's gives PHi
+thousands of times the typical value). A text longer
 than the model's context is refused unless `max_tokens` truncates it: windows would restart
 the learned prior mid-text and change what PHi measures.
 """
@@ -105,6 +108,7 @@ def encode(tokenizer, item: str | Chat) -> Encoded:
     ids = torch.tensor(encoded["input_ids"], dtype=torch.int64)
     offsets = torch.tensor(encoded["offset_mapping"], dtype=torch.int64).reshape(-1, 2)
     mask = torch.tensor(encoded["special_tokens_mask"], dtype=torch.bool).logical_not()
+    mask[0] = False  # no past: without a BOS it is the model's attention sink, with outlier hidden states
     return Encoded(ids, mask, _pieces(item, offsets))
 
 
