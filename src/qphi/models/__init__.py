@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qphi.models.config import ModelConfig
+from qphi.models.init import identity_init
 from qphi.models.lstm import ResidualLSTM
 from qphi.models.splice import IGNORE_INDEX, PHiModel, PHiModelOutput, decoder_blocks
 from qphi.models.transformer import build_transformer
@@ -21,7 +22,10 @@ def build_model(model: ModelConfig, phi: PHiConfig) -> PHiModel:
         base = load_pretrained(model.pretrained)
     width = base.config.hidden_size if model.architecture == "pretrained" else model.d_model
     phi = phi.replace(d_model=width) if phi.d_model is None else phi
-    return PHiModel(base, phi, model.phi_after, freeze_base=model.freeze_base or model.architecture == "pretrained")
+    spliced = PHiModel(base, phi, model.phi_after, freeze_base=model.freeze_base or model.architecture == "pretrained")
+    if model.phi_init == "identity":
+        identity_init(spliced.phi)
+    return spliced
 
 
 __all__ = [

@@ -22,6 +22,10 @@ class ModelConfig(Config):
         None, description="architecture=pretrained: a local Hugging Face checkpoint directory, or 'smollm2'"
     )
     freeze_base: bool = Field(False, description="train only the PHi layer (always true for pretrained models)")
+    phi_init: Literal["default", "identity"] = Field(
+        "default",
+        description="identity: the continuous bottleneck starts as the identity map (h' ≈ h), so a trained host keeps its behaviour from step 0",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from qphi.io import write_figure
 
@@ -62,6 +63,9 @@ def phi_vs_nll(
         for task, (nll, phi) in tasks.items():
             ax.annotate(task, (nll, phi), fontsize=7, xytext=(3, 3), textcoords="offset points", color=color)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())  # unlabelled minor ticks: labels like 4×10⁻¹ overlap
     values = [phi for tasks in points.values() for _, phi in tasks.values() if phi > 0]
     if values and max(values) / min(values) > 30:  # e.g. continuous next to quantized bottlenecks
         ax.set_yscale("log")
@@ -101,6 +105,52 @@ def complexity_curves(path: str | os.PathLike, panels: Mapping[str, Mapping]) ->
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean PHi (nats/token)")
     axes[0][0].legend(fontsize=7, title="complexity (nats)", title_fontsize=7)
+    fig.tight_layout()
+    write_figure(path, fig, dpi=150)
+    plt.close(fig)
+
+
+Band = tuple[Sequence[float], Sequence[float], Sequence[float]]  # values, lower bounds, upper bounds
+
+
+def selection_chances(
+    path: str | os.PathLike,
+    groups: Sequence[str],
+    series: Mapping[str, Band],
+    correlation: Band | None = None,
+    xlabel: str = "",
+    title: str = "",
+) -> None:
+    """The paper's reasoning-correctness view: per group (difficulty level), the chance (0..1,
+    shown in %) that a selection rule picks a correct rationale, one line with a 95 % band per
+    rule; optionally a correlation with error bars on a right-hand axis. NaN values are gaps."""
+    fig, ax = plt.subplots(figsize=(5.4, 3.8))
+    xs = list(range(len(groups)))
+    for i, (name, (values, lows, highs)) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(xs, [100 * v for v in values], "--" if "random" in name else "-", marker="o", color=color, label=name)
+        ax.fill_between(xs, [100 * v for v in lows], [100 * v for v in highs], color=color, alpha=0.2)
+    ax.set_xticks(xs, groups)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("chance of choosing a correct answer (%)")
+    handles, labels = ax.get_legend_handles_labels()
+    if correlation is not None:
+        values, lows, highs = correlation
+        color = PALETTE[4]
+        right = ax.twinx()
+        errors = [
+            [v - lo for v, lo in zip(values, lows, strict=True)],
+            [hi - v for v, hi in zip(values, highs, strict=True)],
+        ]
+        right.errorbar(xs, values, yerr=errors, fmt="o--", color=color, label="partial correlation")
+        right.axhline(0.0, color="grey", lw=0.6)
+        right.set_ylabel("partial correlation", color=color)
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize=7, loc="best")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     write_figure(path, fig, dpi=150)
     plt.close(fig)

@@ -24,10 +24,13 @@ PFA_CHAT_PROMPT = (
 
 @dataclass
 class ChatEncoding:
-    """input_ids (L,) int64; assistant_mask (L,) bool, True on tokens of the assistant's content."""
+    """input_ids (L,) int64; assistant_mask (L,) bool, True on tokens of the assistant's content;
+    text: the rendered chat; offsets (L, 2) int64: each token's character span in `text`."""
 
     input_ids: Tensor
     assistant_mask: Tensor
+    text: str
+    offsets: Tensor
 
 
 def _content_span(text: str, prompt: str, content: str) -> tuple[int, int]:
@@ -73,4 +76,4 @@ def encode_chat(tokenizer: Any, user: str, assistant: str, system: str | None = 
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = torch.tensor(encoded["offset_mapping"], dtype=torch.int64).reshape(-1, 2)
     mask = (offsets[:, 0] < end) & (offsets[:, 1] > start) & (offsets[:, 1] > offsets[:, 0])
-    return ChatEncoding(torch.tensor(encoded["input_ids"], dtype=torch.int64), mask)
+    return ChatEncoding(torch.tensor(encoded["input_ids"], dtype=torch.int64), mask, text, offsets)

@@ -31,6 +31,39 @@ class OptimConfig(Config):
     )
 
 
+MixtureComponent = Literal["math", "gsm8k", "pfa", "text"]
+
+
+class MixtureConfig(Config):
+    """The pretrained-LLM training mixture (SPEC §3): chats taken round-robin from its components.
+
+    Data paths default to the data folder ($QPHI_DATA, else shared/data beside the repository).
+    """
+
+    components: list[MixtureComponent] = Field(
+        default_factory=lambda: ["math", "gsm8k", "pfa"],
+        description="round-robin order; 'text' needs text_paths",
+    )
+    math_path: str | None = Field(None, description="MATH folder or .jsonl (None = <data>/math)")
+    gsm8k_path: str | None = Field(None, description="GSM-8k folder or .jsonl (None = <data>/gsm8k)")
+    text_paths: list[str] = Field(
+        default_factory=list, description="general text: .txt files (one document each) or .jsonl files with 'text'"
+    )
+    nl_levels_path: str | None = Field(None, description="evaluation texts (None = <data>/natural_language_levels)")
+    eval_max_tokens: int | None = Field(
+        1024, ge=16, description="evaluation: score the first tokens of each chat (None = whole texts)"
+    )
+    eval_batch_size: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> MixtureConfig:
+        if not self.components:
+            raise ValueError("components must name at least one of math, gsm8k, pfa, text")
+        if "text" in self.components and not self.text_paths:
+            raise ValueError("the 'text' component needs text_paths (a list of .txt or .jsonl files)")
+        return self
+
+
 class DataConfig(Config):
     source: Literal["pfa", "mixture"] = "pfa"
     levels: list[int] = Field(
@@ -40,6 +73,7 @@ class DataConfig(Config):
     pack: bool = Field(True, description="pack several documents per row (transformers only)")
     max_doc_length: int | None = Field(None, ge=3, description="truncate longer documents (None = row_length)")
     pfa: LevelConfig = LevelConfig()
+    mixture: MixtureConfig = MixtureConfig()
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -84,12 +118,17 @@ class RunConfig(Config):
     def _check(self) -> RunConfig:
         if self.model.architecture == "lstm" and self.data.pack:
             raise ValueError("an LSTM cannot read packed rows: set data.pack=false")
+        if (self.model.architecture == "pretrained") != (self.data.source == "mixture"):
+            raise ValueError(
+                "a pretrained model trains on data.source=mixture, and the mixture needs a pretrained model's tokenizer: "
+                "set both model.architecture=pretrained and data.source=mixture, or neither"
+            )
         if self.model.architecture != "pretrained" and self.model.max_length < self.data.row_length:
             raise ValueError(f"data.row_length={self.data.row_length} exceeds model.max_length={self.model.max_length}")
         return self
 
 
-PRESETS = ("cpu-quick", "cpu", "paper", "paper-lstm")
+PRESETS = ("cpu-quick", "cpu", "paper", "paper-lstm", "smollm2-cpu", "llama3b-paper")
 
 
 def preset_path(name: str) -> Path:
@@ -97,7 +136,7 @@ def preset_path(name: str) -> Path:
 
 
 def load_run_config(source: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
-    """A preset name (cpu-quick, cpu, paper) or a YAML path, plus `key=value` overrides.
+    """A preset name (see PRESETS) or a YAML path, plus `key=value` overrides.
 
     A file may hold `bottleneck_defaults: {NAME: {...}}`: the block of the selected
     `phi.bottleneck` is applied under the overrides, so `qphi train cpu phi.bottleneck=vq`

@@ -34,6 +34,10 @@ class DataSource(Protocol):
 def build_source(config: RunConfig) -> DataSource:
     if config.data.source == "pfa":
         return PFASource(config)
+    if config.data.source == "mixture":
+        from qphi.training.mixture import MixtureSource
+
+        return MixtureSource(config)
     raise NotImplementedError(f"data source '{config.data.source}'")
 
 

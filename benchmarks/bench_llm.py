@@ -1,0 +1,136 @@
+"""Costs of a PHi layer inside a pretrained LLM, measured side by side in one run.
+
+    python benchmarks/bench_llm.py [--model smollm2|PATH] [--tokens 512] [--repeats 3] [--device cpu] [--threads N]
+
+1. scoring: tokens/s of `score_texts` (PHi layer on, base-model pass off) against a plain
+   forward of the same model on the same text (target ≥ 0.9×);
+2. training: one PHi training step of the frozen model (forward, backward into the PHi
+   layer through the frozen top part, AdamW) against a plain forward (target ≤ 2×);
+3. generation: tokens/s of batched sampling with a KV cache at batch 8 against batch 1
+   (target ≥ 4×).
+
+Timings alternate between the two sides of each comparison and report medians, so a
+machine shared with other work affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from qphi.evaluation.scoring import score_texts
+from qphi.models import PHiModel
+from qphi.models.init import identity_init
+from qphi.models.pretrained import load_pretrained, load_tokenizer
+from qphi.phi import PHiConfig
+from qphi.tasks.natural_language import load_nl_levels
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def side_by_side(a: Callable[[], object], b: Callable[[], object], repeats: int, device) -> tuple[float, float]:
+    """Median seconds of a and b, alternating, after one warm-up call each."""
+    a(), b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(timed(a, device))
+        times_b.append(timed(b, device))
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--phi-after", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=512, help="tokens of the scored / trained text")
+    parser.add_argument("--new-tokens", type=int, default=32, help="generated tokens per sequence")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    base = load_pretrained(args.model).to(device)
+    tokenizer = load_tokenizer(args.model)
+    width, heads = base.config.hidden_size, base.config.num_attention_heads
+    config = PHiConfig(d_model=width, bottleneck="continuous", prior={"n_heads": heads}, loss={"self_critic": 0.0})
+    model = PHiModel(base, config, args.phi_after, freeze_base=True).to(device)
+    identity_init(model.phi)
+    text = next(r.assistant for r in load_nl_levels() if r.level == "literature")
+    ids = torch.tensor([tokenizer(text)["input_ids"][: args.tokens]], device=device)
+    text = tokenizer.decode(ids[0])
+    n = ids.shape[1]
+    print(f"model {args.model} ({sum(p.numel() for p in base.parameters()) / 1e6:.0f}M), PHi after block "
+          f"{args.phi_after}, {n} tokens, device {device}, {torch.get_num_threads()} threads, median of {args.repeats}")  # fmt: skip
+
+    def plain_forward() -> None:
+        with torch.no_grad():
+            base(input_ids=ids, use_cache=False)
+
+    def scoring() -> None:
+        score_texts(model, tokenizer, [text], base_nll=False)
+
+    t_score, t_plain = side_by_side(scoring, plain_forward, args.repeats, device)
+    ratio = t_plain / t_score
+    print(f"scoring      {n / t_score:9.0f} tok/s   plain forward {n / t_plain:9.0f} tok/s   "
+          f"ratio {ratio:.2f}x (target >= 0.9x)")  # fmt: skip
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def train_step() -> None:
+        model.train()
+        model(ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    t_train, t_plain = side_by_side(train_step, plain_forward, args.repeats, device)
+    print(f"train step   {t_train * 1e3:9.0f} ms      plain forward {t_plain * 1e3:9.0f} ms      "
+          f"ratio {t_train / t_plain:.2f}x (target <= 2x)")  # fmt: skip
+
+    model.eval()
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Tell me a story about a lighthouse."}], tokenize=False, add_generation_prompt=True
+    )
+    prompt_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def generate(batch: int) -> Callable[[], None]:
+        def run() -> None:
+            inputs = prompt_ids.expand(batch, -1)
+            with torch.no_grad():
+                base.generate(
+                    input_ids=inputs,
+                    attention_mask=torch.ones_like(inputs),
+                    do_sample=True,
+                    temperature=0.6,
+                    top_k=300,
+                    max_new_tokens=args.new_tokens,
+                    min_new_tokens=args.new_tokens,
+                    pad_token_id=pad,
+                    use_cache=True,
+                )
+
+        return run
+
+    t8, t1 = side_by_side(generate(8), generate(1), args.repeats, device)
+    rate8, rate1 = 8 * args.new_tokens / t8, args.new_tokens / t1
+    print(f"generation   {rate8:9.0f} tok/s at batch 8   {rate1:9.0f} tok/s at batch 1   "
+          f"ratio {rate8 / rate1:.2f}x (target >= 4x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Shared by the LLM commands: a trained run of a pretrained model, with its tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qphi.errors import QPhiError
+from qphi.models import PHiModel
+from qphi.models.pretrained import load_tokenizer, resolve_spec
+from qphi.training import RunConfig, load_run
+from qphi.training.trainer import saved_config
+
+
+def load_llm_run(run_dir: Path, model: str | None = None, device: str = "cpu") -> tuple[RunConfig, PHiModel, Any, int]:
+    """The run's config, its PHi-augmented model (latest checkpoint), the tokenizer and the step.
+
+    `model`, when given, must name the run's own base model: a PHi layer trained inside one
+    model means nothing inside another.
+    """
+    config = saved_config(run_dir)
+    if config.model.architecture != "pretrained":
+        raise QPhiError(
+            f"'{run_dir}' trained a {config.model.architecture} from scratch, not a PHi layer inside a pretrained LLM: "
+            "use qphi eval for it"
+        )
+    if model is not None and resolve_spec(model) != resolve_spec(config.model.pretrained):
+        raise QPhiError(
+            f"--model '{model}' is not the base model of '{run_dir}' ({config.model.pretrained}): "
+            "omit --model, or pass a run trained inside that model"
+        )
+    config, phi_model, step = load_run(run_dir, device)
+    return config, phi_model, load_tokenizer(config.model.pretrained), step

@@ -1,0 +1,78 @@
+"""The LLM commands end to end on a PHi layer trained inside a tiny Llama."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qphi.cli.main import main
+
+
+def test_training_run_wrote_the_levels(run_dir):
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert set(evaluation["levels"]) == {"Trivial", "Literature", "Code"}
+    assert all(v["n_tokens"] > 0 for v in evaluation["levels"].values())
+    kinds = {json.loads(line)["kind"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()}
+    assert {"train", "eval/Code"} <= kinds
+
+
+def test_score_jsonl(run_dir, tmp_path, capsys):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(
+        json.dumps({"text": "Once upon a time"}) + "\n" + json.dumps({"user": "q", "assistant": "#### 7"}) + "\n"
+    )
+    assert main(["score", "--phi", str(run_dir), "--jsonl", str(inputs), "--out", str(tmp_path / "out")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "tokens.jsonl").read_text().splitlines()]
+    assert {r["text"] for r in records} == {0, 1}
+    assert "".join(r["token"] for r in records if r["text"] == 0) == "Once upon a time"
+    assert all(r["phi_bits"] == pytest.approx(r["phi_nats"] / 0.6931471805599453) for r in records)
+    scored = [r for r in records if r["text"] == 1 and r["scored"]]
+    assert "".join(r["token"] for r in scored) == "#### 7"
+    assert records[-1]["nll_nats"] is None  # nothing follows the last token
+    page = (tmp_path / "out" / "heatmap.html").read_text()
+    assert page.count('class="t ') == len(records)
+
+
+def test_score_user_errors(run_dir, tmp_path, checkpoint, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text(" \n")
+    other = tmp_path / "other-model"
+    other.mkdir()
+    cases = [
+        (["--text", str(bad)], "not UTF-8"),
+        (["--text", str(empty)], "empty"),
+        (["--text", str(tmp_path / "missing.txt")], "cannot read"),
+        (["--text", str(checkpoint / "config.json"), "--model", str(other)], "not the base model"),
+        (["--text", str(checkpoint / "config.json")], "more than the model's context of 256"),
+    ]
+    for extra, message in cases:
+        assert main(["score", "--phi", str(run_dir), *extra, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # after any loading progress bars
+        assert err.startswith("qphi score: error: ") and message in err
+    good = ["score", "--phi", str(run_dir), "--text", str(checkpoint / "config.json"), "--out", str(tmp_path / "o")]
+    assert main([*good, "--model", str(checkpoint), "--max-tokens", "50"]) == 0
+
+
+def test_nl_levels(run_dir, tmp_path):
+    assert main(["nl-levels", str(run_dir), "--out", str(tmp_path), "--max-tokens", "8"]) == 0
+    summary = json.loads((tmp_path / "nl_levels.json").read_text())
+    assert set(summary["levels"]) == {"Trivial", "Literature", "Code"}
+    assert all(v["n_tokens"] == 8 * v["n_texts"] for v in summary["levels"].values())
+    assert (tmp_path / "nl_levels.png").is_file() and (tmp_path / "nl_levels_nll.png").is_file()
+
+
+def test_correctness_runs_and_reruns_from_its_caches(run_dir, data, tmp_path, capsys):
+    args = ["correctness", str(run_dir), "--dataset", "math", "--data", str(data / "math"), "--questions", "4",
+            "--samples-per-question", "3", "--max-new-tokens", "6", "--resamples", "20", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    generations = (tmp_path / "generations.jsonl").read_text()
+    assert len(generations.splitlines()) == 4
+    result = json.loads((tmp_path / "correctness.json").read_text())
+    assert result["dataset"] == "math" and "all" in result["levels"]
+    assert main(args) == 0  # the analysis again, from the caches
+    assert (tmp_path / "generations.jsonl").read_text() == generations
+    assert main([*args[:-2], "--samples-per-question", "1", "--out", str(tmp_path)]) == 2
+    assert "at least 2" in capsys.readouterr().err
