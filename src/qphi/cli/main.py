@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from qphi.cli import evaluate, reproduce, train
+from qphi.cli import evaluate, reproduce, sweep, train
 from qphi.errors import QPhiError
 
-COMMANDS = (train, evaluate, reproduce)
+COMMANDS = (train, evaluate, reproduce, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
