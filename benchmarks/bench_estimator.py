@@ -26,6 +26,9 @@ from qphi.tasks import random_pfa
 BOTTLENECKS = {
     "gumbel K=32": source_phi_config("gumbel", codebook_size=32),
     "vq K=32": source_phi_config("vq", codebook_size=32),
+    # fewer letters than codes leave codes dead; reviving them re-seeds them on the letters' own
+    # vectors, so the letter → code assignment keeps moving and the prior chases it
+    "vq K=32 no revival": source_phi_config("vq", codebook_size=32, vq={"dead_code_threshold": 0.0}),
     "residual K=8 Q=2": source_phi_config("residual", codebook_size=8, num_stages=2),
     "fsq [8,8] joint": source_phi_config("fsq", fsq_levels=[8, 8], fsq_prior="joint"),
     "fsq [8,8] factorised": source_phi_config("fsq", fsq_levels=[8, 8], fsq_prior="factorised"),

@@ -154,6 +154,7 @@ def sweep_results(preset: str, bottleneck: str, summaries: dict[SweepPoint, list
                 levels[level].update(coding)
         health = [r["codebook_health"] for r in runs]
         stage_sizes = [s["num_codes"] for s in health[0]["stages"]]
+        per_stage = {key: pool_stages(health, key) for key in HEALTH_SCALARS}
         configurations.append(
             {
                 "label": point.label,
@@ -168,8 +169,7 @@ def sweep_results(preset: str, bottleneck: str, summaries: dict[SweepPoint, list
                 "steps": runs[0]["step"],
                 "levels": levels,
                 "codebook_health": [
-                    dict(zip(HEALTH_SCALARS, values, strict=True))
-                    for values in zip(*(pool_stages(health, key) for key in HEALTH_SCALARS), strict=True)
+                    {key: per_stage[key][s] for key in HEALTH_SCALARS} for s in range(len(stage_sizes))
                 ],
             }
         )
