@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from qphi.tasks import LEVEL_KEYS
+from qphi.cli.main import main
+from qphi.evaluation.codebook_health import HEALTH_SCALARS, health_scalars
+from qphi.evaluation.levels import evaluate_levels
+from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels
 from qphi.training import load_run, load_run_config, train
 from qphi.training.schedules import cosine_anneal, learning_rate
 from qphi.training.trainer import saved_config
@@ -53,7 +58,8 @@ def test_metrics_lines_record_every_step_and_the_evaluations(finished):
         assert r["phi_bits"] == pytest.approx(r["phi"] / math.log(2))
         assert r["loss"] == pytest.approx(r["nll"] + sum(v for k, v in r.items() if k.startswith("loss_")), rel=1e-5)
     evaluations = {(r["step"], r["kind"]) for r in records if r["kind"] != "train"}
-    assert evaluations == {(step, f"eval/{LEVEL_KEYS[level]}") for step in (2, 4) for level in range(6)}
+    kinds = [f"eval/{LEVEL_KEYS[level]}" for level in range(6)] + ["eval/codebook_health"]
+    assert evaluations == {(step, kind) for step in (2, 4) for kind in kinds}
 
 
 def test_eval_json_reports_every_level(finished):
@@ -68,6 +74,48 @@ def test_eval_json_reports_every_level(finished):
         assert {"nll_mean", "code_length_bits_mean"} <= entry.keys()
 
 
+def test_evaluations_report_the_health_of_the_evaluated_codes(finished):
+    """eval.json's codebook health counts exactly the codes `evaluate_levels` records at the
+    evaluated characters of the final model, and the metrics line at the last step holds its scalars."""
+    run, config, _ = finished
+    health = json.loads((run / "eval.json").read_text())["codebook_health"]
+    _, model, _ = load_run(run)
+    tokens = evaluate_levels(
+        model, PFALevels(config.data.pfa), CharTokenizer(), config.eval, config.data.row_length
+    ).tokens
+    assert len(health["stages"]) == len(config.phi.stage_sizes) == tokens.codes.shape[0]
+    for s, (stage, size) in enumerate(zip(health["stages"], config.phi.stage_sizes, strict=True)):
+        counts = np.bincount(tokens.codes[s], minlength=size)
+        assert stage["counts"] == counts.tolist() and stage["num_codes"] == size
+        assert stage["utilisation"] == pytest.approx(np.mean(counts > 0))
+        usage = counts[counts > 0] / counts.sum()
+        assert stage["perplexity"] == pytest.approx(math.exp(-(usage * np.log(usage)).sum()), rel=1e-6)
+        assert stage["code_length_bits"] == pytest.approx(tokens.code_length[s].mean() / math.log(2), rel=1e-4)
+    line = next(r for r in metric_records(run) if r["kind"] == "eval/codebook_health" and r["step"] == 4)
+    assert line == {"step": 4, "kind": "eval/codebook_health", **health_scalars(health)}
+    assert set(line) - {"step", "kind"} == {f"stage0/{key}" for key in HEALTH_SCALARS}
+
+
+def test_qphi_eval_reports_the_same_codebook_health(finished, tmp_path, capsys):
+    run, _, _ = finished
+    copy = shutil.copytree(run, tmp_path / "run")
+    (copy / "eval.json").unlink()
+    assert main(["eval", str(copy)]) == 0
+    expected = json.loads((run / "eval.json").read_text())
+    assert json.loads((copy / "eval.json").read_text()) == {**expected, "bottleneck": "gumbel"}
+    out = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(out) if line.split()[:2] == ["stage", "used/K"])
+    used = sum(c > 0 for c in expected["codebook_health"]["stages"][0]["counts"])
+    assert out[header + 1].split()[:2] == ["0", f"{used}/{expected['codebook_health']['stages'][0]['num_codes']}"]
+
+
+def test_a_continuous_run_reports_no_codebook_health(tmp_path):
+    train(tiny_config("phi.bottleneck=continuous", "train.steps=2", "train.eval_every=1"), tmp_path)
+    assert json.loads((tmp_path / "eval.json").read_text())["codebook_health"] is None
+    kinds = {r["kind"] for r in metric_records(tmp_path)}
+    assert "eval/mem_seq" in kinds and not any("codebook" in k for k in kinds)
+
+
 def test_tensorboard_holds_the_same_scalars(finished):
     run, _, _ = finished
     files = list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -76,7 +124,7 @@ def test_tensorboard_holds_the_same_scalars(finished):
     events.Reload()
     losses = [(e.step, e.value) for e in events.Scalars("train/loss")]
     assert losses == [(r["step"], pytest.approx(r["loss"])) for r in metric_records(run) if r["kind"] == "train"]
-    assert "eval/icll/phi_mean" in events.Tags()["scalars"]
+    assert {"eval/icll/phi_mean", "eval/codebook_health/stage0/utilisation"} <= set(events.Tags()["scalars"])
 
 
 def test_the_saved_config_loads_back_to_the_same_run_config(finished):

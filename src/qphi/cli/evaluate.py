@@ -1,15 +1,15 @@
-"""`qphi eval RUN_DIR`: per-level PHi and next-token loss of a trained run → eval.json."""
+"""`qphi eval RUN_DIR`: per-level PHi and next-token loss of a trained run (and the codebook
+health of a discrete bottleneck) → eval.json."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from qphi.evaluation.levels import evaluate_levels
 from qphi.io import write_json
-from qphi.reports.tables import level_table
-from qphi.tasks import CharTokenizer, PFALevels
+from qphi.reports.tables import health_table, level_table
 from qphi.training import load_run
+from qphi.training.data import build_source
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config, model, step = load_run(args.run_dir, args.device)
-    eval_config = config.eval if args.samples is None else config.eval.replace(samples_per_level=args.samples)
-    evaluation = evaluate_levels(
-        model, PFALevels(config.data.pfa), CharTokenizer(), eval_config, config.data.row_length, args.device
-    )
-    summary = {"step": step, "bottleneck": config.phi.bottleneck, **evaluation.summary()}
+    if args.samples is not None:
+        config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))
+    summary = {"step": step, "bottleneck": config.phi.bottleneck, **build_source(config).evaluate(model, args.device)}
     write_json(args.run_dir / "eval.json", summary)
     print(level_table(summary["levels"]))
+    if summary["codebook_health"]:
+        print(health_table(summary["codebook_health"]))
     print(f"wrote {args.run_dir / 'eval.json'}")
     return 0

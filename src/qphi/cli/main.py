@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from qphi.cli import correctness, evaluate, nl_levels, reproduce, score, train
+from qphi.cli import correctness, evaluate, nl_levels, reproduce, score, sweep, train
 from qphi.errors import QPhiError
 
-COMMANDS = (train, evaluate, reproduce, nl_levels, score, correctness)
+COMMANDS = (train, evaluate, reproduce, sweep, nl_levels, score, correctness)
 
 
 def build_parser() -> argparse.ArgumentParser:

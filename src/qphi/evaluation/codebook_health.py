@@ -144,7 +144,8 @@ class CodebookHealthAccumulator:
         stages = []
         for s, counts in enumerate(self._counts):
             usage = counts.double() / self._tokens
-            entropy = float(-torch.where(usage > 0, usage * usage.log(), torch.zeros_like(usage)).sum())
+            terms = torch.where(usage > 0, usage * usage.log(), torch.zeros_like(usage))
+            entropy = max(0.0, float(-terms.sum()))  # max: a single used code gives −0.0
             used = int((counts > 0).sum())
             stages.append(
                 StageHealth(
@@ -162,6 +163,28 @@ class CodebookHealthAccumulator:
                 )
             )
         return CodebookHealth(stages=tuple(stages))
+
+
+HEALTH_SCALARS = (
+    "utilisation",
+    "perplexity",
+    "dead_codes",
+    "usage_entropy_bits",
+    "prior_entropy_bits",
+    "code_length_bits",
+)
+
+
+def health_scalars(health: dict) -> dict[str, float]:
+    """`CodebookHealth.to_dict()` flattened for metric logs: {"stage0/utilisation": …, …}.
+
+    Leaves out the per-code counts (K numbers per stage) and values that are None."""
+    return {
+        f"stage{stage['stage']}/{key}": stage[key]
+        for stage in health["stages"]
+        for key in HEALTH_SCALARS
+        if stage[key] is not None
+    }
 
 
 def codebook_health(

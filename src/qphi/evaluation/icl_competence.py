@@ -142,8 +142,12 @@ def icl_competence(
         "accepted_prefix_length": bootstrap(np.mean, accepted, resamples=resamples, seed=seed).to_dict(),
         "generated_length_mean": float(lengths.mean()),
         "fully_accepted_fraction": float(np.mean(accepted == lengths)),
-        "uniform_baseline_accepted_prefix_length": bootstrap(np.mean, baseline, resamples=resamples, seed=seed).to_dict(),
-        "examples": [{"prompt_tail": p[-60:], "generated": g} for p, g in list(zip(prompts, generated, strict=True))[:5]],
+        "uniform_baseline_accepted_prefix_length": bootstrap(
+            np.mean, baseline, resamples=resamples, seed=seed
+        ).to_dict(),
+        "examples": [
+            {"prompt_tail": p[-60:], "generated": g} for p, g in list(zip(prompts, generated, strict=True))[:5]
+        ],
     }
 
 

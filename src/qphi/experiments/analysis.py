@@ -18,13 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from qphi.evaluation.codebook_health import CodebookHealthAccumulator
-from qphi.evaluation.coding import measure_coding
+from qphi.evaluation.code_stream import code_stream_observer
 from qphi.evaluation.icl_competence import icl_competence
 from qphi.evaluation.levels import LevelEvaluation, TokenRecords, evaluate_levels
 from qphi.io import write_bytes, write_json
-from qphi.models import PHiModelOutput
-from qphi.tasks import LEVEL_KEYS, Batch, CharTokenizer, PFALevels
+from qphi.tasks import CharTokenizer, PFALevels
 from qphi.training import load_run
 from qphi.training.checkpoint import latest_step
 
@@ -38,60 +36,22 @@ class RunAnalysis:
     evaluation: LevelEvaluation
 
 
-class _CodingTally:
-    """Per level: real coded bits, ideal bits (Σ −log2 p(code)) and coded tokens."""
-
-    def __init__(self) -> None:
-        self.totals: dict[int, list[float]] = {}
-
-    def add(self, level: int, codes: torch.Tensor, log_probs: torch.Tensor, mask: torch.Tensor) -> None:
-        report = measure_coding(codes, log_probs, mask)
-        tally = self.totals.setdefault(level, [0.0, 0.0, 0.0])
-        tally[0] += float(report.coded_bits.sum())
-        tally[1] += float(report.ideal_bits.sum())
-        tally[2] += float(report.num_codes.sum()) / codes.shape[0]
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            LEVEL_KEYS[level]: {
-                "coded_bits_per_token": coded / tokens,
-                "ideal_bits_per_token": ideal / tokens,
-                "ratio": coded / ideal if ideal else None,
-                "tokens": int(tokens),
-            }
-            for level, (coded, ideal, tokens) in sorted(self.totals.items())
-        }
-
-
 def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: int = 64) -> RunAnalysis:
-    """Evaluate a trained run (or load the cached analysis of its latest checkpoint)."""
+    """Evaluate a trained run (or load the cached analysis of its latest checkpoint).
+
+    `icl_prompts` = 0 leaves out the in-context-learning competence (its "icl_competence" is None);
+    a cached analysis is reused when it has the competence on as many prompts, or when none is wanted.
+    """
     cached = _load_cached(run_dir)
-    if cached is not None and cached.summary["step"] == latest_step(run_dir) and cached.summary["version"] == VERSION:
+    if cached is not None and _still_valid(cached.summary, run_dir, icl_prompts):
         return cached
     config, model, step = load_run(run_dir, device)
-    stage_sizes = config.phi.stage_sizes
-    health = CodebookHealthAccumulator(stage_sizes) if stage_sizes else None
-    coding = _CodingTally() if stage_sizes else None
-
-    def observe(level: int, batch: Batch, out: PHiModelOutput) -> None:
-        if health is None or coding is None:
-            return
-        mask = batch.meta["is_text"]
-        log_probs = out.phi.prior_params.log_probs().float().cpu()
-        health.update(out.phi.codes.cpu(), log_probs, mask.cpu())
-        coding.add(level, out.phi.codes.cpu(), log_probs, mask.cpu())
-
+    observer = code_stream_observer(config.phi.stage_sizes, coding=True)
     levels, tokenizer = PFALevels(config.data.pfa), CharTokenizer()
-    evaluation = evaluate_levels(model, levels, tokenizer, config.eval, config.data.row_length, device, observe)
-    summary = {
-        "version": VERSION,
-        "step": step,
-        "bottleneck": config.phi.bottleneck,
-        "seed": config.train.seed,
-        **evaluation.summary(),
-        "coding": coding.summary() if coding else None,
-        "codebook_health": health.compute().to_dict() if health else None,
-        "icl_competence": icl_competence(
+    evaluation = evaluate_levels(model, levels, tokenizer, config.eval, config.data.row_length, device, observer)
+    competence = None
+    if icl_prompts:
+        competence = icl_competence(
             model,
             tokenizer,
             config.data.pfa,
@@ -99,11 +59,29 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
             num_prompts=icl_prompts,
             seed=config.eval.seed,
             device=device,
-        ),
+        )
+    summary = {
+        "version": VERSION,
+        "step": step,
+        "bottleneck": config.phi.bottleneck,
+        "seed": config.train.seed,
+        **evaluation.summary(),
+        "coding": observer.coding_summary() if observer else None,
+        "codebook_health": observer.health_summary().to_dict() if observer else None,
+        "icl_competence": competence,
         "blocks": evaluation.blocks,
     }
     _save(run_dir, summary, evaluation.tokens)
     return RunAnalysis(summary=summary, evaluation=evaluation)
+
+
+def _still_valid(summary: dict[str, Any], run_dir: Path, icl_prompts: int) -> bool:
+    competence = summary.get("icl_competence")
+    return (
+        summary.get("version") == VERSION
+        and summary.get("step") == latest_step(run_dir)
+        and (not icl_prompts or (competence is not None and competence["n_prompts"] == icl_prompts))
+    )
 
 
 def _save(run_dir: Path, summary: dict[str, Any], tokens: TokenRecords) -> None:

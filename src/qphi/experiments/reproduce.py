@@ -9,26 +9,24 @@ automaton complexity controlling for next-token loss, and one HTML report.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from qphi.errors import QPhiError
 from qphi.evaluation.complexity import complexity_analysis
 from qphi.experiments.analysis import RunAnalysis, analyse_run
+from qphi.experiments.runs import claim, ensure_trained, eval_device, pool_levels, pool_stages
 from qphi.io import write_json, write_text
 from qphi.phi.config import BOTTLENECKS
 from qphi.reports import html as report_html
 from qphi.reports import plots
 from qphi.reports.key_results import BOTTLENECK_TITLES, LEVEL_ORDER, LEVEL_TITLES, key_results, markdown_tables
-from qphi.training import load_run_config, train
-from qphi.training.checkpoint import latest_step
+from qphi.training import load_run_config
 
 DEFAULT_SEEDS = {"cpu-quick": 1, "cpu": 3, "paper": 3}
 
@@ -50,8 +48,10 @@ def reproduce(
     unknown = [b for b in bottlenecks if b not in BOTTLENECKS]
     if unknown:
         raise QPhiError(f"unknown bottleneck(s) {', '.join(unknown)}: choose from {', '.join(BOTTLENECKS)}")
+    if icl_prompts < 1:
+        raise QPhiError(f"icl_prompts={icl_prompts}: the reproduction measures ICL competence on at least 1 prompt")
     num_seeds = seeds or DEFAULT_SEEDS.get(preset, 3)
-    _claim(out, preset, overrides)
+    claim(out, "reproduce.json", {"preset": preset, "overrides": list(overrides)}, "reproduction")
     jobs = [(b, s) for b in bottlenecks for s in range(num_seeds)]
     analyses: dict[str, list[RunAnalysis]] = {b: [] for b in bottlenecks}
     started = time.perf_counter()
@@ -60,14 +60,8 @@ def reproduce(
             preset, [f"phi.bottleneck={bottleneck}", f"train.seed={seed}", f"train.device={device}", *overrides]
         )
         run_dir = run_dir_for(out, bottleneck, seed)
-        done = latest_step(run_dir)
-        state = "trained" if done == config.train.steps else ("resuming" if done else "training")
-        tqdm.write(f"[{index}/{len(jobs)}] {bottleneck} seed {seed}: {state} ({run_dir})")
-        if done != config.train.steps:
-            result = train(config, run_dir, resume=done is not None, evaluate=False)
-            if result.interrupted:
-                raise KeyboardInterrupt
-        analyses[bottleneck].append(analyse_run(run_dir, _eval_device(device), icl_prompts))
+        ensure_trained(config, run_dir, f"[{index}/{len(jobs)}] {bottleneck} seed {seed}")
+        analyses[bottleneck].append(analyse_run(run_dir, eval_device(device), icl_prompts))
     results = write_reports(preset, out, analyses)
     results["wall_time_s"] = time.perf_counter() - started
     write_json(out / "key_results.json", results)
@@ -76,40 +70,19 @@ def reproduce(
     return results
 
 
-def _eval_device(device: str) -> str:
-    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-
-
-def _claim(out: Path, preset: str, overrides: tuple[str, ...]) -> None:
-    """Record what this folder reproduces; refuse to mix two different reproductions in one folder."""
-    marker = out / "reproduce.json"
-    wanted = {"preset": preset, "overrides": list(overrides)}
-    if marker.is_file():
-        saved = json.loads(marker.read_text())
-        if saved != wanted:
-            raise QPhiError(
-                f"'{out}' holds a reproduction of {saved}, not {wanted}: use another --out, or the same options to resume"
-            )
-        return
-    try:
-        write_json(marker, wanted)
-    except PermissionError:
-        raise QPhiError(f"cannot write to '{out}': choose a writable --out folder") from None
-
-
 def write_reports(preset: str, out: Path, analyses: dict[str, list[RunAnalysis]]) -> dict[str, Any]:
     """key_results.{json,md}, level plots, phi_vs_nll, complexity, ICL competence, report.html."""
     summaries = {b: [a.summary for a in runs] for b, runs in analyses.items() if runs}
     results = key_results(preset, summaries)
     complexity = {b: complexity_analysis([a.evaluation for a in runs]) for b, runs in analyses.items() if runs}
     competence = {b: _pool_competence(s) for b, s in summaries.items()}
-    coding = {b: _pool(s, "coding") for b, s in summaries.items() if s[0]["coding"]}
+    coding = {b: pool_levels(s, "coding") for b, s in summaries.items() if s[0]["coding"]}
     health = {b: [r["codebook_health"] for r in s] for b, s in summaries.items() if s[0]["codebook_health"]}
     for name, entry in results["bottlenecks"].items():
         entry["complexity"] = {k: v for k, v in complexity[name].items() if k != "bins"}
         entry["icl_competence"] = competence[name]
         entry["coding"] = coding.get(name)
-        entry["codebook_utilisation"] = _utilisation(health.get(name))
+        entry["codebook_utilisation"] = pool_stages(health[name], "utilisation") if name in health else None
     write_json(out / "key_results.json", results)
     write_text(out / "key_results.md", markdown_tables(results))
     write_json(out / "complexity.json", complexity)
@@ -118,17 +91,6 @@ def write_reports(preset: str, out: Path, analyses: dict[str, list[RunAnalysis]]
     figures = _plots(out, results, complexity)
     _html(out, results, complexity, figures)
     return results
-
-
-def _pool(runs: list[dict[str, Any]], field: str) -> dict[str, Any]:
-    """Mean over seeds of every numeric per-level entry of `field`."""
-    pooled: dict[str, Any] = {}
-    for level in runs[0][field]:
-        values = [r[field][level] for r in runs if level in r[field]]
-        pooled[level] = {
-            k: float(np.mean([v[k] for v in values])) for k, v in values[0].items() if isinstance(v, float)
-        }
-    return pooled
 
 
 def _pool_competence(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,12 +103,6 @@ def _pool_competence(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "generated_length_mean": float(np.mean([c["generated_length_mean"] for c in per_seed])),
         "per_seed": per_seed,
     }
-
-
-def _utilisation(health: list[dict[str, Any]] | None) -> list[float] | None:
-    if not health:
-        return None
-    return [float(np.mean([h["stages"][s]["utilisation"] for h in health])) for s in range(len(health[0]["stages"]))]
 
 
 def _plots(out: Path, results: dict[str, Any], complexity: dict[str, Any]) -> dict[str, str]:

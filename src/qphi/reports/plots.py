@@ -154,3 +154,42 @@ def selection_chances(
     fig.tight_layout()
     write_figure(path, fig, dpi=150)
     plt.close(fig)
+
+
+def line_panels(
+    path: str | os.PathLike,
+    panels: Sequence[tuple[str, Mapping[tuple[str, str], Band]]],
+    xlabel: str,
+    log2_x: bool = True,
+) -> None:
+    """Side-by-side line plots sharing an x axis (log2 by default), e.g. a quantity against K.
+
+    panels: (y label, curves); curves: (name, variant) → (xs, ys, errors). A name keeps its
+    colour in every panel and a variant (e.g. "Q=2") its line style; the variant "" is solid.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), squeeze=False)
+    names = list(dict.fromkeys(name for _, curves in panels for name, _ in curves))
+    variants = list(dict.fromkeys(variant for _, curves in panels for _, variant in curves))
+    styles = ("-", "--", ":", "-.")
+    for ax, (ylabel, curves) in zip(axes[0], panels, strict=True):
+        for (name, variant), (xs, ys, errors) in curves.items():
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=errors,
+                marker="o",
+                ms=3,
+                capsize=2,
+                color=PALETTE[names.index(name) % len(PALETTE)],
+                linestyle=styles[variants.index(variant) % len(styles)],
+                label=f"{name} ({variant})" if variant else name,
+            )
+        if log2_x:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    write_figure(path, fig, dpi=150)
+    plt.close(fig)

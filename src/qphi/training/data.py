@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from qphi.evaluation.code_stream import code_stream_observer
 from qphi.evaluation.levels import evaluate_levels
 from qphi.models import PHiModel
 from qphi.seeding import mix_seed
@@ -28,7 +29,8 @@ class DataSource(Protocol):
         """`dataset[step]`: rows [first_row, first_row + rows) of the global batch of `step`."""
 
     def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
-        """The run's evaluation summary (written to eval.json)."""
+        """The run's evaluation summary (written to eval.json): {"levels": {name: {...}},
+        "codebook_health": CodebookHealth.to_dict() of a discrete bottleneck, else None}."""
 
 
 def build_source(config: RunConfig) -> DataSource:
@@ -53,10 +55,12 @@ class PFASource:
         return PFABatches(self.config, self.levels, self.tokenizer, first_row, rows)
 
     def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
+        observer = code_stream_observer(self.config.phi.stage_sizes)
         evaluation = evaluate_levels(
-            model, self.levels, self.tokenizer, self.config.eval, self.config.data.row_length, device
+            model, self.levels, self.tokenizer, self.config.eval, self.config.data.row_length, device, observer
         )
-        return evaluation.summary()
+        health = observer.health_summary().to_dict() if observer else None
+        return {**evaluation.summary(), "codebook_health": health}
 
 
 class PFABatches(Dataset):

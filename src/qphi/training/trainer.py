@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from qphi.configuration import build, read_yaml
 from qphi.errors import QPhiError
+from qphi.evaluation.codebook_health import health_scalars
 from qphi.io import read_jsonl, write_json, write_text
 from qphi.models import PHiModel, build_model
 from qphi.seeding import mix_seed
@@ -354,6 +355,8 @@ class Trainer:
             summary = self.source.evaluate(self.model, self.ctx.device)
             for name, values in summary["levels"].items():
                 logger.log(step, f"eval/{name}", values)
+            if summary.get("codebook_health"):
+                logger.log(step, "eval/codebook_health", health_scalars(summary["codebook_health"]))
             if final:
                 write_json(self.run_dir / "eval.json", {"step": step, **summary})
         if self.ctx.enabled:

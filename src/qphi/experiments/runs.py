@@ -1,0 +1,68 @@
+"""What every experiment does with its runs: claim an output folder, train each run (or resume
+or reuse it), and pool the per-run analyses over seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from qphi.errors import QPhiError
+from qphi.io import write_json
+from qphi.training import RunConfig, train
+from qphi.training.checkpoint import latest_step
+
+
+def claim(out: Path, marker: str, wanted: dict[str, Any], what: str) -> None:
+    """Record in `out/marker` what this folder holds; refuse to mix two different experiments
+    (`what`, e.g. "reproduction") in one folder."""
+    path = out / marker
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != wanted:
+            raise QPhiError(
+                f"'{out}' holds a {what} of {saved}, not {wanted}: use another --out, or the same options to resume"
+            )
+        return
+    try:
+        write_json(path, wanted)
+    except PermissionError:
+        raise QPhiError(f"cannot write to '{out}': choose a writable --out folder") from None
+
+
+def ensure_trained(config: RunConfig, run_dir: Path, label: str) -> None:
+    """Train the run in `run_dir`, resume it from its last checkpoint, or reuse it when that
+    checkpoint is the final step. An interrupted training raises KeyboardInterrupt (run the
+    same command again to resume)."""
+    done = latest_step(run_dir)
+    state = "trained" if done == config.train.steps else ("resuming" if done else "training")
+    tqdm.write(f"{label}: {state} ({run_dir})")
+    if done != config.train.steps:
+        result = train(config, run_dir, resume=done is not None, evaluate=False)
+        if result.interrupted:
+            raise KeyboardInterrupt
+
+
+def eval_device(device: str) -> str:
+    """Where analyses run: the training device (`auto` = CUDA when there is one)."""
+    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def pool_levels(runs: list[dict[str, Any]], field: str) -> dict[str, Any]:
+    """Mean over seeds of every float in the per-level entries of `field` (e.g. "coding")."""
+    pooled: dict[str, Any] = {}
+    for level in runs[0][field]:
+        values = [r[field][level] for r in runs if level in r[field]]
+        pooled[level] = {
+            k: float(np.mean([v[k] for v in values])) for k, v in values[0].items() if isinstance(v, float)
+        }
+    return pooled
+
+
+def pool_stages(health: list[dict[str, Any]], key: str) -> list[float]:
+    """Per stage, the mean over seeds of one codebook-health number (`CodebookHealth.to_dict()`)."""
+    return [float(np.mean([h["stages"][s][key] for h in health])) for s in range(len(health[0]["stages"]))]
