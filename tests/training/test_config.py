@@ -13,9 +13,17 @@ from .runs import tiny_config
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if preset_path(p).is_file()])
-def test_every_shipped_preset_loads_with_every_bottleneck(preset):
+def test_every_shipped_preset_loads_with_every_bottleneck(preset, tmp_path):
+    # A preset for a user's own checkpoint (llama3b-paper) ships without a path; give it one.
+    needs_path = preset_path(preset).read_text().find("pretrained: null") >= 0
+    extra = [f"model.pretrained={tmp_path}"] if needs_path else []
     for bottleneck in ("continuous", "gumbel", "vq", "residual", "fsq"):
-        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}"]).phi.bottleneck == bottleneck
+        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}", *extra]).phi.bottleneck == bottleneck
+
+
+def test_a_preset_for_a_local_checkpoint_says_which_key_to_set():
+    with pytest.raises(QPhiError, match="model.pretrained"):
+        load_run_config("llama3b-paper")
 
 
 def test_paper_preset_has_the_reference_settings():
