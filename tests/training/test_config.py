@@ -22,7 +22,7 @@ def test_every_shipped_preset_loads_with_every_bottleneck(preset, tmp_path):
 
 
 def test_a_preset_for_a_local_checkpoint_says_which_key_to_set():
-    with pytest.raises(QPhiError, match="model.pretrained"):
+    with pytest.raises(QPhiError, match=r"model\.pretrained"):
         load_run_config("llama3b-paper")
 
 
