@@ -15,7 +15,8 @@ with attention = 12 · layers · d · T · tokens (nanoGPT's count; the PHi prio
 its width) and the GEMM throughput of a large fp32 matmul measured in the same run (the best
 round). Tokens are all B × T positions of a step, padding included (the FLOPs are spent
 there too). One batch is drawn beforehand, so data generation is not timed (see
-bench_data.py), nor is the trainer's bookkeeping (metrics, checkpoints).
+bench_data.py), nor is the trainer's bookkeeping (metrics, checkpoints). Subnormal floats are
+flushed to zero, as in the trainer (`flushing_denormals`).
 
 The PHi layer should cost what its arithmetic costs: beside each bottleneck's step-time ratio to
 the base model (median over rounds) stands the ratio of the two steps' matrix FLOPs, counted by
@@ -44,6 +45,7 @@ from qphi.phi import BOTTLENECKS
 from qphi.tasks import Batch
 from qphi.training import RunConfig, load_run_config
 from qphi.training.data import build_source
+from qphi.training.trainer import flushing_denormals
 
 # The CPU's fused attention kernels are missing from the counter's registry (torch 2.13); they do
 # the arithmetic of the registered ones.
@@ -231,8 +233,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    for preset in args.preset or ["cpu-quick", "paper"]:
-        bench_preset(preset, args, device)
+    with flushing_denormals():  # as the trainer runs its steps
+        for preset in args.preset or ["cpu-quick", "paper"]:
+            bench_preset(preset, args, device)
 
 
 if __name__ == "__main__":
