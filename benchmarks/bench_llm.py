@@ -6,8 +6,9 @@
    forward of the same model on the same text (target ≥ 0.9×);
 2. training: one PHi training step of the frozen model (forward, backward into the PHi
    layer through the frozen top part, AdamW) against a plain forward (target ≤ 2×);
-3. generation: tokens/s of batched sampling with a KV cache at batch 8 against batch 1
-   (target ≥ 4×).
+3. generation: tokens/s of the correctness experiment's batched sampling with a KV cache
+   (`sample_continuations`: 8 samples of one question share the prompt's pass) at batch 8
+   against batch 1 (target ≥ 4×), and plain `generate` at batch 8 beside it.
 
 Timings alternate between the two sides of each comparison and report medians, so a
 machine shared with other work affects both sides alike.
@@ -18,10 +19,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
+from qphi.evaluation.correctness import sample_continuations
 from qphi.evaluation.scoring import score_texts
 from qphi.models import PHiModel
 from qphi.models.init import identity_init
@@ -40,14 +42,15 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def side_by_side(a: Callable[[], object], b: Callable[[], object], repeats: int, device) -> tuple[float, float]:
-    """Median seconds of a and b, alternating, after one warm-up call each."""
-    a(), b()
-    times_a, times_b = [], []
+def side_by_side(fns: Sequence[Callable[[], object]], repeats: int, device) -> list[float]:
+    """Median seconds of each of `fns`, taking turns, after one warm-up call each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        times_a.append(timed(a, device))
-        times_b.append(timed(b, device))
-    return statistics.median(times_a), statistics.median(times_b)
+        for fn, spent in zip(fns, times, strict=True):
+            spent.append(timed(fn, device))
+    return [statistics.median(spent) for spent in times]
 
 
 def main() -> None:
@@ -84,7 +87,7 @@ def main() -> None:
     def scoring() -> None:
         score_texts(model, tokenizer, [text], base_nll=False)
 
-    t_score, t_plain = side_by_side(scoring, plain_forward, args.repeats, device)
+    t_score, t_plain = side_by_side([scoring, plain_forward], args.repeats, device)
     ratio = t_plain / t_score
     print(f"scoring      {n / t_score:9.0f} tok/s   plain forward {n / t_plain:9.0f} tok/s   "
           f"ratio {ratio:.2f}x (target >= 0.9x)")  # fmt: skip
@@ -97,7 +100,7 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    t_train, t_plain = side_by_side(train_step, plain_forward, args.repeats, device)
+    t_train, t_plain = side_by_side([train_step, plain_forward], args.repeats, device)
     print(f"train step   {t_train * 1e3:9.0f} ms      plain forward {t_plain * 1e3:9.0f} ms      "
           f"ratio {t_train / t_plain:.2f}x (target <= 2x)")  # fmt: skip
 
@@ -105,31 +108,31 @@ def main() -> None:
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Tell me a story about a lighthouse."}], tokenize=False, add_generation_prompt=True
     )
-    prompt_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def generate(batch: int) -> Callable[[], None]:
+    def generate(batch: int, shared: bool = True) -> Callable[[], None]:
+        """The correctness experiment's sampling (`sample_continuations`) of `batch` rows of one
+        prompt; shared=False is plain `generate`, which passes the prompt once per row."""
+        options = {"do_sample": True, "temperature": 0.6, "top_k": 300}
+        options |= {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
+
         def run() -> None:
-            inputs = prompt_ids.expand(batch, -1)
+            if shared:
+                sample_continuations(base, [prompt_ids] * batch, pad, **options)
+                return
+            inputs = torch.tensor([prompt_ids] * batch, device=device)
             with torch.no_grad():
-                base.generate(
-                    input_ids=inputs,
-                    attention_mask=torch.ones_like(inputs),
-                    do_sample=True,
-                    temperature=0.6,
-                    top_k=300,
-                    max_new_tokens=args.new_tokens,
-                    min_new_tokens=args.new_tokens,
-                    pad_token_id=pad,
-                    use_cache=True,
-                )
+                base.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), pad_token_id=pad, **options)
 
         return run
 
-    t8, t1 = side_by_side(generate(8), generate(1), args.repeats, device)
-    rate8, rate1 = 8 * args.new_tokens / t8, args.new_tokens / t1
-    print(f"generation   {rate8:9.0f} tok/s at batch 8   {rate1:9.0f} tok/s at batch 1   "
-          f"ratio {rate8 / rate1:.2f}x (target >= 4x)")  # fmt: skip
+    t8, t1, t8_plain = side_by_side([generate(8), generate(1), generate(8, shared=False)], args.repeats, device)
+    rate8, rate1, rate8_plain = (k * args.new_tokens / t for k, t in ((8, t8), (1, t1), (8, t8_plain)))
+    print(f"generation   {rate8:9.1f} tok/s at batch 8   {rate1:9.1f} tok/s at batch 1   "
+          f"ratio {rate8 / rate1:.2f}x (target >= 4x); {len(prompt_ids)}-token prompt, {args.new_tokens} new tokens")  # fmt: skip
+    print(f"             {rate8_plain:9.1f} tok/s at batch 8 with plain generate (the prompt passed once per row): "
+          f"ratio {rate8_plain / rate1:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

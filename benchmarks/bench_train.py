@@ -6,7 +6,7 @@ For each preset's model shape, one training step (forward, backward, gradient cl
 is timed for the base model alone (the same model without the splice) and with the PHi layer
 of every bottleneck. Measurements are interleaved: every round times every variant for a few
 steps (in alternating order), so machine load hits all of them alike. The table shows the best
-round's step time and tokens/s, the tokens/s ratio to the base model measured in the same round
+round's step time and tokens/s, the step-time ratio to the base model measured in the same round
 (median and range over rounds), and the model FLOP utilisation
 
     MFU = (6 · params · tokens + attention) / step time / fp32 GEMM FLOP/s,
@@ -15,7 +15,13 @@ with attention = 12 · layers · d · T · tokens (nanoGPT's count; the PHi prio
 its width) and the GEMM throughput of a large fp32 matmul measured in the same run (the best
 round). Tokens are all B × T positions of a step, padding included (the FLOPs are spent
 there too). One batch is drawn beforehand, so data generation is not timed (see
-bench_data.py), nor is the trainer's bookkeeping (metrics, checkpoints).
+bench_data.py), nor is the trainer's bookkeeping (metrics, checkpoints). Subnormal floats are
+flushed to zero, as in the trainer (`flushing_denormals`).
+
+The PHi layer should cost what its arithmetic costs: beside each bottleneck's step-time ratio to
+the base model (median over rounds) stands the ratio of the two steps' matrix FLOPs, counted by
+`torch.utils.flop_counter.FlopCounterMode` over forward + backward, and their quotient
+(target ≤ 1.25).
 
 On a CPU the paper-scale presets are timed at a smaller batch and row length (printed in the
 header; --batch-size/--row-length set them for every preset).
@@ -31,12 +37,24 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
 
 from qphi.models import IGNORE_INDEX, ResidualLSTM, build_model, build_transformer
 from qphi.phi import BOTTLENECKS
 from qphi.tasks import Batch
 from qphi.training import RunConfig, load_run_config
 from qphi.training.data import build_source
+from qphi.training.trainer import flushing_denormals
+
+# The CPU's fused attention kernels are missing from the counter's registry (torch 2.13); they do
+# the arithmetic of the registered ones.
+for _op, _formula in (
+    (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, flop_counter.sdpa_flop),
+    (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward, flop_counter.sdpa_backward_flop),
+):
+    if _op not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(_op, get_raw=True)(_formula)  # `_formula` already reads shapes
 
 CPU_SHAPES = {"paper": (4, 128), "paper-lstm": (4, 128)}  # (batch, row length) of big presets on a CPU
 
@@ -126,6 +144,14 @@ def time_steps(variant: Variant, batch: Batch, steps: int, device: torch.device)
     return (time.perf_counter() - start) / steps
 
 
+def counted_flops(variant: Variant, batch: Batch, device: torch.device) -> int:
+    """Matrix FLOPs of one forward + backward, as `FlopCounterMode` counts them."""
+    model = build(variant, device)
+    with FlopCounterMode(display=False) as counter:
+        loss_of(model, batch, variant).backward()
+    return counter.get_total_flops()
+
+
 def model_flops(variant: Variant, tokens: int, row_length: int) -> tuple[int, float]:
     """(parameters, training FLOPs per step)."""
     with torch.device("meta"):
@@ -159,6 +185,7 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
         f"{model.phi_after}; batch {rows} × {length} (fill {batch.fill_ratio:.0%}), packed={config.data.pack}; "
         f"{device.type}, {torch.get_num_threads()} thread(s), {args.rounds} rounds × {args.steps} steps"
     )
+    counted = {v.name: counted_flops(v, batch, device) for v in variants}
     times: dict[str, list[float]] = {v.name: [] for v in variants}
     gemm: list[float] = []
     for round_ in range(args.rounds):
@@ -170,18 +197,22 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
     tokens = rows * length
     base = times["no PHi layer"]
     print(
-        f"{'variant':<14} {'params':>10} {'ms/step':>9} {'tokens/s':>10} {'÷ base (range)':>20} "
-        f"{'GFLOP/step':>11} {'GFLOP/s':>9} {'MFU':>6}"
+        f"{'variant':<14} {'params':>8} {'ms/step':>8} {'tokens/s':>9} {'time ÷ base (range)':>20} "
+        f"{'FLOP ÷ base':>11} {'time/FLOP':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} {'MFU':>6}"
     )
     for variant in variants:
         seconds = min(times[variant.name])  # the least disturbed measurement
-        ratios = [b / t for b, t in zip(base, times[variant.name], strict=True)]  # tokens/s ratio, same round
+        ratios = [t / b for b, t in zip(base, times[variant.name], strict=True)]  # step-time ratio, same round
         params, flops = model_flops(variant, tokens, length)
-        spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+        time_ratio = statistics.median(ratios)
+        flop_ratio = counted[variant.name] / counted["no PHi layer"]
+        spread = f"{time_ratio:.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
         print(
-            f"{variant.name:<14} {params / 1e6:>9.2f}M {seconds * 1e3:>9.1f} {tokens / seconds:>10.0f} {spread:>20} "
-            f"{flops / 1e9:>11.2f} {flops / seconds / 1e9:>9.2f} {flops / seconds / peak:>6.1%}"
+            f"{variant.name:<14} {params / 1e6:>7.2f}M {seconds * 1e3:>8.1f} {tokens / seconds:>9.0f} {spread:>20} "
+            f"{flop_ratio:>11.2f} {time_ratio / flop_ratio:>9.2f} {flops / 1e9:>10.2f} {flops / seconds / 1e9:>8.2f} "
+            f"{flops / seconds / peak:>6.1%}"
         )
+    print("time/FLOP: step-time ratio ÷ counted-FLOP ratio, target ≤ 1.25; MFU target ≥ 0.4 (cpu), ≥ 0.7 (paper)")
     print(
         f"fp32 GEMM {args.gemm_size}³: {peak / 1e9:.1f} GFLOP/s (best round; rounds: "
         f"{', '.join(f'{g / 1e9:.1f}' for g in gemm)})"
@@ -202,8 +233,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    for preset in args.preset or ["cpu-quick", "paper"]:
-        bench_preset(preset, args, device)
+    with flushing_denormals():  # as the trainer runs its steps
+        for preset in args.preset or ["cpu-quick", "paper"]:
+            bench_preset(preset, args, device)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from qphi.evaluation import correctness
-from qphi.evaluation.correctness import GenerationSettings, analyse, generate, sample_rationales, score
+from qphi.evaluation.correctness import (
+    GenerationSettings,
+    analyse,
+    generate,
+    sample_continuations,
+    sample_rationales,
+    score,
+)
 from qphi.evaluation.stats import partial_correlation
 from qphi.models import PHiModel
 from qphi.phi import PHiConfig
@@ -34,6 +41,20 @@ def test_left_padded_batches_generate_as_alone(model, tokenizer, data):
     alone = [sample_rationales(model, tokenizer, [p], settings, batch_size=1)[0] for p in problems]
     assert together == alone
     assert all(len(r) == 2 for r in together)
+
+
+def test_shared_prompt_pass_generates_as_plain_generate(model, tokenizer):
+    """Greedy continuations with the prompts' keys and values shared between rows equal those of
+    `generate` run on every row's full prompt (left padding, repeated and distinct prompts)."""
+    short, long = [5, 9, 3], [7, 2, 8, 8, 4, 6, 1]
+    prompts = [short, short, long, short, long]
+    shared = sample_continuations(model.base, prompts, 0, do_sample=False, max_new_tokens=6)
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    plain = model.base.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=6, pad_token_id=0)
+    assert torch.equal(shared, plain[:, width:])
+    assert torch.equal(shared[0], shared[1]) and torch.equal(shared[2], shared[4])
 
 
 def test_generation_cache_resumes_and_survives_a_torn_line(model, tokenizer, data, tmp_path, monkeypatch):
