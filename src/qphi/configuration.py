@@ -45,7 +45,10 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise QPhiError(f"config file '{p}' must hold a mapping of keys to values, not a {type(data).__name__}")
+        raise QPhiError(
+            f"config file '{p}' holds a {type(data).__name__}, not a mapping of keys to values: "
+            "write it as `section: {key: value}` lines, like the presets"
+        )
     return data
 
 
@@ -55,7 +58,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise QPhiError(f"override '{item}' is not of the form key=value (e.g. train.steps=500)")
+            raise QPhiError(
+                f"override '{item}' is not of the form key=value: write it as section.key=value (e.g. train.steps=500)"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -98,7 +103,8 @@ def format_validation_error(cls: type[BaseModel], error: ValidationError, source
         loc = [str(p) for p in err["loc"]]
         key = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            hint = closest(loc[-1], _fields_at(cls, loc[:-1]))
+            fields = _fields_at(cls, loc[:-1])
+            hint = closest(loc[-1], fields) or (f" (valid keys there: {', '.join(fields)})" if fields else "")
             problems.append(f"unknown key '{key}'{hint}")
         elif err["type"] == "missing":
             problems.append(f"missing required key '{key}'")

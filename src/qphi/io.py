@@ -6,6 +6,7 @@ any moment leaves either the old complete file or the new complete file — neve
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -17,13 +18,23 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from qphi.errors import QPhiError
+
+# the ways an output folder can be unusable that the user fixes by choosing another one
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` on success."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        if e.errno not in _UNWRITABLE:
+            raise
+        raise QPhiError(f"cannot write '{target}' ({e.strerror}): choose a writable output folder") from None
     os.close(fd)
     try:
         yield Path(tmp)

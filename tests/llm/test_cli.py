@@ -34,26 +34,15 @@ def test_score_jsonl(run_dir, tmp_path, capsys):
     assert page.count('class="t ') == len(records)
 
 
-def test_score_user_errors(run_dir, tmp_path, checkpoint, capsys):
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes("caf\xe9".encode("latin-1"))
-    empty = tmp_path / "empty.txt"
-    empty.write_text(" \n")
-    other = tmp_path / "other-model"
-    other.mkdir()
-    cases = [
-        (["--text", str(bad)], "not UTF-8"),
-        (["--text", str(empty)], "empty"),
-        (["--text", str(tmp_path / "missing.txt")], "cannot read"),
-        (["--text", str(checkpoint / "config.json"), "--model", str(other)], "not the base model"),
-        (["--text", str(checkpoint / "config.json")], "more than the model's context of 256"),
-    ]
-    for extra, message in cases:
-        assert main(["score", "--phi", str(run_dir), *extra, "--out", str(tmp_path / "o")]) == 2
-        err = capsys.readouterr().err.strip().splitlines()[-1]  # after any loading progress bars
-        assert err.startswith("qphi score: error: ") and message in err
-    good = ["score", "--phi", str(run_dir), "--text", str(checkpoint / "config.json"), "--out", str(tmp_path / "o")]
-    assert main([*good, "--model", str(checkpoint), "--max-tokens", "50"]) == 0
+def test_score_with_the_base_model_named_and_the_first_tokens_only(run_dir, tmp_path, checkpoint):
+    """--max-tokens cuts a text longer than the model's context of 256 (refused without it, see
+    tests/reliability); --model may name the run's own base model."""
+    long = checkpoint / "config.json"
+    out = tmp_path / "o"
+    assert main(["score", "--phi", str(run_dir), "--text", str(long), "--out", str(out), "--model", str(checkpoint),
+                 "--max-tokens", "50"]) == 0  # fmt: skip
+    records = [json.loads(line) for line in (out / "tokens.jsonl").read_text().splitlines()]
+    assert sum(r["scored"] for r in records) == 50
 
 
 def test_nl_levels(run_dir, tmp_path):
@@ -64,7 +53,7 @@ def test_nl_levels(run_dir, tmp_path):
     assert (tmp_path / "nl_levels.png").is_file() and (tmp_path / "nl_levels_nll.png").is_file()
 
 
-def test_correctness_runs_and_reruns_from_its_caches(run_dir, data, tmp_path, capsys):
+def test_correctness_runs_and_reruns_from_its_caches(run_dir, data, tmp_path):
     args = ["correctness", str(run_dir), "--dataset", "math", "--data", str(data / "math"), "--questions", "4",
             "--samples-per-question", "3", "--max-new-tokens", "6", "--resamples", "20", "--out", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
@@ -74,5 +63,3 @@ def test_correctness_runs_and_reruns_from_its_caches(run_dir, data, tmp_path, ca
     assert result["dataset"] == "math" and "all" in result["levels"]
     assert main(args) == 0  # the analysis again, from the caches
     assert (tmp_path / "generations.jsonl").read_text() == generations
-    assert main([*args[:-2], "--samples-per-question", "1", "--out", str(tmp_path)]) == 2
-    assert "at least 2" in capsys.readouterr().err

@@ -137,11 +137,15 @@ def test_the_saved_config_loads_back_to_the_same_run_config(finished):
 
 
 def test_the_same_seed_gives_identical_records_whatever_the_loader_workers(tmp_path):
+    """Bit for bit: JSON keeps a float's shortest repr, which reads back to the same double, so
+    `==` on the records compares every metric exactly (only the measured tokens_per_s is left out)."""
     config = tiny_config("train.steps=4", "train.checkpoint_every=4")
     train(config, tmp_path / "a")
     train(config, tmp_path / "b")
     train(tiny_config("train.steps=4", "train.checkpoint_every=4", "train.num_workers=2"), tmp_path / "workers")
     reference = metric_records(tmp_path / "a")
+    assert [r["step"] for r in reference if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert {r["kind"] for r in reference} >= {"eval/mem_seq", "eval/codebook_health"}
     for other in ("b", "workers"):
         assert metric_records(tmp_path / other) == reference
         assert_same_tensors(weights(tmp_path / other), weights(tmp_path / "a"))

@@ -42,11 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     for name in ("questions", "samples_per_question", "max_new_tokens", "batch_size", "top_k"):
         if getattr(args, name) < 1:
-            raise QPhiError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            option = f"--{name.replace('_', '-')}"
+            raise QPhiError(f"{option} must be at least 1, got {getattr(args, name)}: pass {option} 1 or more")
     if args.samples_per_question < 2:
-        raise QPhiError("--samples-per-question must be at least 2 to compare rationales of a question")
+        raise QPhiError("--samples-per-question must be at least 2 to compare rationales of a question: pass 2 or more")
     if args.temperature <= 0:
-        raise QPhiError(f"--temperature must be positive, got {args.temperature}")
+        raise QPhiError(
+            f"--temperature must be positive, got {args.temperature}: pass a temperature above 0 (e.g. 0.6)"
+        )
     loader = load_gsm8k if args.dataset == "gsm8k" else load_math
     problems = [p for p in loader(args.data, args.split) if p.answer is not None]
     problems = random.Random(args.seed).sample(problems, min(args.questions, len(problems)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qphi.errors import QPhiError
 from qphi.io import write_json
 from qphi.reports.tables import health_table, level_table
 from qphi.training import load_run
@@ -21,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.samples is not None and args.samples < 1:
+        raise QPhiError(f"--samples must be at least 1, got {args.samples}: pass --samples 1 or more")
     config, model, step = load_run(args.run_dir, args.device)
     if args.samples is not None:
         config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))

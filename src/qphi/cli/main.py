@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except QPhiError as e:
-        print(f"qphi {args.command}: error: {e}", file=sys.stderr)
+        print(f"qphi {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, always
         return 2
     except ValidationError as e:
         print(f"qphi {args.command}: error: {_one_line(e)}", file=sys.stderr)

@@ -57,7 +57,9 @@ def read_inputs(text: Path | None, jsonl: Path | None) -> tuple[list[str | Chat]
         elif isinstance(record.get("user"), str) and isinstance(record.get("assistant"), str):
             items.append(Chat(record["user"], record["assistant"], record.get("system")))
         else:
-            raise QPhiError(f"'{jsonl}' line {number} needs a 'text' string or 'user' and 'assistant' strings")
+            raise QPhiError(
+                f"'{jsonl}' line {number} has neither a 'text' string nor 'user' and 'assistant' strings: give it one of them"
+            )
         if not (record.get("text") or record.get("assistant") or "").strip():
             raise QPhiError(f"'{jsonl}' line {number} has an empty text: remove it or give it text")
     if not items:

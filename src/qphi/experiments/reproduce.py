@@ -50,7 +50,10 @@ def reproduce(
         raise QPhiError(f"unknown bottleneck(s) {', '.join(unknown)}: choose from {', '.join(BOTTLENECKS)}")
     if icl_prompts < 1:
         raise QPhiError(f"icl_prompts={icl_prompts}: the reproduction measures ICL competence on at least 1 prompt")
+    if seeds is not None and seeds < 1:
+        raise QPhiError(f"--seeds must be >= 1, got {seeds}: leave it out for the preset's default")
     num_seeds = seeds or DEFAULT_SEEDS.get(preset, 3)
+    analysis_device = eval_device(device)
     claim(out, "reproduce.json", {"preset": preset, "overrides": list(overrides)}, "reproduction")
     jobs = [(b, s) for b in bottlenecks for s in range(num_seeds)]
     analyses: dict[str, list[RunAnalysis]] = {b: [] for b in bottlenecks}
@@ -61,7 +64,7 @@ def reproduce(
         )
         run_dir = run_dir_for(out, bottleneck, seed)
         ensure_trained(config, run_dir, f"[{index}/{len(jobs)}] {bottleneck} seed {seed}")
-        analyses[bottleneck].append(analyse_run(run_dir, eval_device(device), icl_prompts))
+        analyses[bottleneck].append(analyse_run(run_dir, analysis_device, icl_prompts))
     results = write_reports(preset, out, analyses)
     results["wall_time_s"] = time.perf_counter() - started
     write_json(out / "key_results.json", results)

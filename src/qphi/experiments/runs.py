@@ -15,11 +15,19 @@ from qphi.errors import QPhiError
 from qphi.io import write_json
 from qphi.training import RunConfig, train
 from qphi.training.checkpoint import latest_step
+from qphi.training.distributed import check_device
+
+EXPERIMENT_MARKERS = {"reproduce.json": "reproduction", "sweep_config.json": "sweep"}
 
 
 def claim(out: Path, marker: str, wanted: dict[str, Any], what: str) -> None:
     """Record in `out/marker` what this folder holds; refuse to mix two different experiments
     (`what`, e.g. "reproduction") in one folder."""
+    if (out / "config.yaml").is_file():
+        raise QPhiError(f"'{out}' holds a training run (config.yaml), not a {what}: choose another --out folder")
+    for other, kind in EXPERIMENT_MARKERS.items():
+        if other != marker and (out / other).is_file():
+            raise QPhiError(f"'{out}' holds a {kind} ({other}), not a {what}: choose another --out folder")
     path = out / marker
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -28,10 +36,7 @@ def claim(out: Path, marker: str, wanted: dict[str, Any], what: str) -> None:
                 f"'{out}' holds a {what} of {saved}, not {wanted}: use another --out, or the same options to resume"
             )
         return
-    try:
-        write_json(path, wanted)
-    except PermissionError:
-        raise QPhiError(f"cannot write to '{out}': choose a writable --out folder") from None
+    write_json(path, wanted)  # an unwritable folder is a QPhiError from write_json
 
 
 def ensure_trained(config: RunConfig, run_dir: Path, label: str) -> None:
@@ -48,8 +53,11 @@ def ensure_trained(config: RunConfig, run_dir: Path, label: str) -> None:
 
 
 def eval_device(device: str) -> str:
-    """Where analyses run: the training device (`auto` = CUDA when there is one)."""
-    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    """Where analyses run: the training device (`auto` = CUDA when there is one). Asking for a GPU
+    this machine lacks is refused here, before an experiment writes anything."""
+    name = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    check_device(name)
+    return name
 
 
 def pool_levels(runs: list[dict[str, Any]], field: str) -> dict[str, Any]:

@@ -85,9 +85,9 @@ def sweep_points(bottleneck: str, sizes: tuple[int, ...], stages: tuple[int, ...
     if bottleneck not in DISCRETE:
         raise QPhiError(f"the codebook sweep needs a discrete bottleneck: choose one of {', '.join(DISCRETE)}")
     if not sizes or min(sizes) < 2 or len(set(sizes)) != len(sizes):
-        raise QPhiError(f"--sizes must list distinct codebook sizes >= 2, got {list(sizes)}")
+        raise QPhiError(f"--sizes must list distinct codebook sizes >= 2, got {list(sizes)}: e.g. --sizes 16 64 256")
     if not stages or min(stages) < 1:
-        raise QPhiError(f"--stages must list depths >= 1, got {list(stages)}")
+        raise QPhiError(f"--stages must list depths >= 1, got {list(stages)}: e.g. --stages 1 2 4")
     if bottleneck != "residual" and tuple(stages) != (1,):
         raise QPhiError(f"--stages sets the depth of the residual bottleneck; {bottleneck} has one stage: drop it")
     return [SweepPoint(bottleneck, k, q) for q in sorted(set(stages)) for k in sorted(sizes)]
@@ -112,10 +112,11 @@ def sweep(
     if swept:
         raise QPhiError(f"the sweep sets {', '.join(swept)} itself: use --bottleneck/--sizes/--stages/--seeds instead")
     if seeds < 1:
-        raise QPhiError(f"--seeds must be >= 1, got {seeds}")
+        raise QPhiError(f"--seeds must be >= 1, got {seeds}: pass --seeds 1 or more")
     if stages is None and bottleneck == "residual":
         stages = (load_run_config(preset, ["phi.bottleneck=residual", *overrides]).phi.num_stages,)
     points = sweep_points(bottleneck, tuple(sizes), tuple(stages or (1,)))
+    analysis_device = eval_device(device)
     claim(out, "sweep_config.json", {"preset": preset, "bottleneck": bottleneck, "overrides": list(overrides)}, "sweep")
     jobs = [(p, s) for p in points for s in range(seeds)]
     summaries: dict[SweepPoint, list[dict[str, Any]]] = {p: [] for p in points}
@@ -133,7 +134,7 @@ def sweep(
         )
         run_dir = out / "runs" / f"{point.label}-seed{seed}"
         ensure_trained(config, run_dir, f"[{index}/{len(jobs)}] {point.label} seed {seed}")
-        summaries[point].append(analyse_run(run_dir, eval_device(device), icl_prompts=0).summary)
+        summaries[point].append(analyse_run(run_dir, analysis_device, icl_prompts=0).summary)
     results = sweep_results(preset, bottleneck, summaries)
     results["wall_time_s"] = time.perf_counter() - started
     write_sweep_reports(out, results)

@@ -119,8 +119,14 @@ def _converted(gguf: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        except Exception as e:  # a damaged or foreign file fails inside the GGUF reader in many ways
+            raise QPhiError(
+                f"'{gguf}' cannot be read as a GGUF model ({type(e).__name__}: {e}): "
+                "pass an intact .gguf file of an architecture transformers supports"
+            ) from None
         # the weights are dequantised floats now: drop the GGUF marker that blocks saving
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config

@@ -27,12 +27,30 @@ class DistContext:
         return self.world_size > 1
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device; a malformed name or a GPU this machine lacks is a `QPhiError`."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise QPhiError(f"'{device}' is not a device: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise QPhiError(f"device '{device}' was requested but no CUDA GPU is available: use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise QPhiError(f"device '{device}' does not exist: use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
 def setup(device: str) -> DistContext:
     """Join the process group that `torchrun` describes in the environment (if any)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda" and not torch.cuda.is_available():
         raise QPhiError("train.device=cuda but no CUDA GPU is available: use train.device=cpu or auto")
+    if world_size > 1 and not dist.is_initialized() and "MASTER_ADDR" not in os.environ:
+        raise QPhiError(
+            f"WORLD_SIZE={world_size} is set but not the rest of a torchrun environment (MASTER_ADDR): "
+            "start the processes with torchrun --nproc-per-node=N, or unset WORLD_SIZE"
+        )
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(local_rank)

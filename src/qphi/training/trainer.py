@@ -85,6 +85,7 @@ def flushing_denormals() -> Iterator[None]:
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, PHiModel, int]:
     """The config, the model with the latest checkpoint's weights, and its step."""
     run_dir = Path(run_dir)
+    device = distributed.check_device(device)
     config = saved_config(run_dir)
     model = build_model(config.model, config.phi)
     path = checkpoint.latest(run_dir)
@@ -142,7 +143,8 @@ class Trainer:
         per_step = ctx.world_size * train.grad_accum
         if train.batch_size % per_step:
             raise QPhiError(
-                f"train.batch_size={train.batch_size} must be divisible by processes × grad_accum = {per_step}"
+                f"train.batch_size={train.batch_size} must be divisible by processes × grad_accum = {per_step}: "
+                f"set train.batch_size to a multiple of {per_step}"
             )
         self.rows_per_rank = train.batch_size // ctx.world_size
         use_bf16 = train.precision == "bf16" or (train.precision == "auto" and ctx.device.type == "cuda")
@@ -170,14 +172,10 @@ class Trainer:
 
     def _write_config(self) -> None:
         """Called once the checkpoint to resume from has loaded, so a refused resume changes nothing."""
-        if self.ctx.is_main:
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                write_text(
-                    self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
-                )
-            except PermissionError:
-                raise QPhiError(f"cannot write to '{self.run_dir}': choose a writable output directory") from None
+        if self.ctx.is_main:  # an unwritable run directory fails here, as a QPhiError from write_text
+            write_text(
+                self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+            )
 
     def _build(self) -> None:
         torch.manual_seed(self.config.train.seed)  # identical initial weights on every process
