@@ -5,6 +5,7 @@ checkpoint. Either way, resuming ends on the weights of an uninterrupted run, bi
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -30,8 +31,9 @@ from .runs import (
 SCHEDULE = ("train.steps=30", "train.checkpoint_every=4", "train.log_every=1")
 
 
-def start_training(run: Path, *overrides: str, **popen) -> subprocess.Popen:
-    command = qphi_command("train", "cpu-quick", *tiny_overrides(*SCHEDULE, *overrides), "--out", str(run))
+def start_training(run: Path, *overrides: str, schedule=SCHEDULE, resume: bool = False, **popen) -> subprocess.Popen:
+    flags = ["--resume"] if resume else []
+    command = qphi_command("train", "cpu-quick", *tiny_overrides(*schedule, *overrides), "--out", str(run), *flags)
     return subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -46,9 +48,9 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
         time.sleep(0.01)
 
 
-def finish_and_compare(run: Path, tmp_path: Path) -> None:
+def finish_and_compare(run: Path, tmp_path: Path, schedule=SCHEDULE) -> None:
     """Resume `run` in this process and compare it with an uninterrupted run."""
-    config = tiny_config(*SCHEDULE)
+    config = tiny_config(*schedule)
     train(config, run, resume=True)
     train(config, tmp_path / "uninterrupted")
     assert_same_tensors(weights(run), weights(tmp_path / "uninterrupted"))
@@ -81,6 +83,23 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert latest_step(run) < 30  # killed mid-run
     finish_and_compare(run, tmp_path)
+
+
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """A checkpoint every step, so kills also land inside saves; every restart resumes from
+    whatever survived the previous kill."""
+    schedule = ("train.steps=80", "train.checkpoint_every=1", "train.log_every=1")
+    run, delays = tmp_path / "run", random.Random(0)
+    for kill in range(3):
+        process = start_training(run, schedule=schedule, resume=kill > 0)
+        before = latest_step(run) or 0
+        wait_for(lambda before=before: (latest_step(run) or 0) > before, process)
+        time.sleep(delays.uniform(0.0, 0.5))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        assert checkpoint.load(checkpoint.latest(run)).step == latest_step(run)  # the newest one is complete
+    assert latest_step(run) < 80
+    finish_and_compare(run, tmp_path, schedule)
 
 
 @pytest.mark.slow
