@@ -93,6 +93,8 @@ def complexity_curves(path: str | os.PathLike, panels: Mapping[str, Mapping]) ->
         for i, curve in enumerate(bins["curves"]):
             lo, hi = curve["description_length"]
             pts = [(a, b) for a, b in zip(x, curve["phi_mean_per_bin"], strict=True) if a is not None and b is not None]
+            if not pts:  # a complexity group with no block in any bin (tiny evaluations)
+                continue
             ax.plot(
                 *zip(*pts, strict=True),
                 marker="o",
@@ -104,7 +106,8 @@ def complexity_curves(path: str | os.PathLike, panels: Mapping[str, Mapping]) ->
         ax.set_xlabel("next-token loss (bin mean)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean PHi (nats/token)")
-    axes[0][0].legend(fontsize=7, title="complexity (nats)", title_fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7, title="complexity (nats)", title_fontsize=7)
     fig.tight_layout()
     write_figure(path, fig, dpi=150)
     plt.close(fig)
