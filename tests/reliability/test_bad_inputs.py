@@ -94,11 +94,16 @@ def without_gpu() -> None:
         pytest.skip("this machine has a CUDA GPU")
 
 
+def quick_train(i: Inputs, *overrides: str) -> list[str]:
+    """`qphi train cpu-quick OVERRIDES --out <tmp>/out`."""
+    return ["train", "cpu-quick", *overrides, "--out", str(i.tmp / "out")]
+
+
 def pretrained(i: Inputs, model: str | Path, *overrides: str) -> list[str]:
-    return [
-        "train", "cpu-quick", *TINY, "model.architecture=pretrained", "data.source=mixture",
-        f"model.pretrained={model}", "model.phi_after=1", "phi.prior.n_heads=4", *overrides, "--out", str(i.tmp / "out"),
-    ]  # fmt: skip
+    return quick_train(
+        i, *TINY, "model.architecture=pretrained", "data.source=mixture", f"model.pretrained={model}",
+        "model.phi_after=1", "phi.prior.n_heads=4", *overrides,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------ configs
@@ -126,42 +131,42 @@ def misspelt_preset(i: Inputs) -> list[str]:
 
 @case("unknown key 'train.stepz'", "(did you mean 'steps'?)")
 def unknown_key_gets_the_closest_suggested(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "train.stepz=3", "--out", str(i.tmp / "out")]
+    return quick_train(i, "train.stepz=3")
 
 
 @case("unknown key 'train.zzz'", "(valid keys there: steps, batch_size, grad_accum")
 def unknown_key_without_a_close_one_lists_the_keys(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "train.zzz=3", "--out", str(i.tmp / "out")]
+    return quick_train(i, "train.zzz=3")
 
 
 @case("override 'steps' is not of the form key=value", "write it as section.key=value")
 def override_without_a_value(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "steps", "--out", str(i.tmp / "out")]
+    return quick_train(i, "steps")
 
 
 @case("'train.steps'", "Input should be a valid integer, unable to parse string as an integer (got 'many')")
 def wrong_type(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "train.steps=many", "--out", str(i.tmp / "out")]
+    return quick_train(i, "train.steps=many")
 
 
 @case("'phi.bottleneck'", "Input should be 'continuous', 'gumbel', 'vq', 'residual' or 'fsq' (got 'vae')")
 def unknown_bottleneck(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "phi.bottleneck=vae", "--out", str(i.tmp / "out")]
+    return quick_train(i, "phi.bottleneck=vae")
 
 
 @case("'phi.codebook_size'", "Input should be greater than or equal to 2 (got 1)")
 def codebook_of_one_code(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "phi.codebook_size=1", "--out", str(i.tmp / "out")]
+    return quick_train(i, "phi.codebook_size=1")
 
 
 @case("'optim.lr'", "Input should be greater than 0 (got -0.001)")
 def negative_learning_rate(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "optim.lr=-0.001", "--out", str(i.tmp / "out")]
+    return quick_train(i, "optim.lr=-0.001")
 
 
 @case("phi_after=9 is beyond the model's depth", "use 0..2 for n_layers=3")
 def phi_layer_beyond_the_depth(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "model.phi_after=9", "--out", str(i.tmp / "out")]
+    return quick_train(i, "model.phi_after=9")
 
 
 @case("PHi layer index 4 is outside the model's 4 blocks", "use 0..3")
@@ -171,23 +176,23 @@ def phi_layer_beyond_a_pretrained_models_depth(i: Inputs) -> list[str]:
 
 @case("'phi.fsq_levels'", "each >= 2 (e.g. [8, 5, 5, 5]) (got [1, 5])")
 def fsq_level_below_two(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "phi.bottleneck=fsq", "phi.fsq_levels=[1,5]", "--out", str(i.tmp / "out")]
+    return quick_train(i, "phi.bottleneck=fsq", "phi.fsq_levels=[1,5]")
 
 
 @case("an LSTM cannot read packed rows", "set data.pack=false")
 def packed_rows_for_an_lstm(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", "model.architecture=lstm", "data.pack=true", "--out", str(i.tmp / "out")]
+    return quick_train(i, "model.architecture=lstm", "data.pack=true")
 
 
 @case("train.batch_size=4 must be divisible by processes × grad_accum = 3", "set train.batch_size to a multiple of 3")
 def batch_not_divisible_into_micro_batches(i: Inputs) -> list[str]:
-    return ["train", "cpu-quick", *TINY, "train.grad_accum=3", "--out", str(i.tmp / "out")]
+    return quick_train(i, *TINY, "train.grad_accum=3")
 
 
 @case("train.device=cuda but no CUDA GPU is available", "use train.device=cpu or auto")
 def gpu_requested_without_one(i: Inputs) -> list[str]:
     without_gpu()
-    return ["train", "cpu-quick", *TINY, "train.device=cuda", "--out", str(i.tmp / "out")]
+    return quick_train(i, *TINY, "train.device=cuda")
 
 
 @case("WORLD_SIZE=2 is set but not the rest of a torchrun environment", "start the processes with torchrun")
@@ -195,7 +200,7 @@ def world_size_without_torchrun(i: Inputs) -> list[str]:
     i.monkeypatch.setenv("WORLD_SIZE", "2")
     i.monkeypatch.setenv("RANK", "0")
     i.monkeypatch.delenv("MASTER_ADDR", raising=False)
-    return ["train", "cpu-quick", *TINY, "--out", str(i.tmp / "out")]
+    return quick_train(i, *TINY)
 
 
 # ------------------------------------------------------------------ data and models
