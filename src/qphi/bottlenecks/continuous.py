@@ -21,6 +21,7 @@ class GaussianBottleneck(Bottleneck):
 
     def forward(self, h: Tensor, mask: Tensor) -> BottleneckOutput:
         mean, logvar = self.encode(h).chunk(2, dim=-1)
+        mean = mean.contiguous()  # not a view: torch.compile (2.13) mis-replays a view it returns across a graph break
         logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
         if self.training or not self.config.deterministic_eval:
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)

@@ -74,8 +74,14 @@ class VQStage(nn.Module):
             commitment_weight=1.0,
         )
 
+    @torch.compiler.disable(reason="codebook upkeep branches on data (k-means init, EMA, dead codes)")
+    def _quantize(self, r: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The library's step runs eagerly under torch.compile: traced, its data-dependent codebook
+        upkeep recompiled every step (5× slower on the `cpu` preset) or broke inductor outright."""
+        return self.vq(r, mask=mask)
+
     def forward(self, r: Tensor, mask: Tensor, sample: bool, tau: float) -> StageOutput:
-        quantized, codes, commitment = self.vq(r, mask=mask)
+        quantized, codes, commitment = self._quantize(r, mask)
         # A copy: the next training pass updates the codebook in place (EMA, dead-code revival).
         codebook = self.vq.codebook.detach().clone()
         relaxed = torch.softmax(distance_logits(r, codebook, self.temperature), dim=-1)
