@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.stats import chisquare
 
 from qphi.evaluation import correctness
 from qphi.evaluation.correctness import (
@@ -15,6 +16,7 @@ from qphi.evaluation.correctness import (
     generate,
     sample_continuations,
     sample_rationales,
+    sample_top_k,
     score,
 )
 from qphi.evaluation.stats import partial_correlation
@@ -43,18 +45,45 @@ def test_left_padded_batches_generate_as_alone(model, tokenizer, data):
     assert all(len(r) == 2 for r in together)
 
 
-def test_shared_prompt_pass_generates_as_plain_generate(model, tokenizer):
-    """Greedy continuations with the prompts' keys and values shared between rows equal those of
-    `generate` run on every row's full prompt (left padding, repeated and distinct prompts)."""
+def test_greedy_sampling_equals_plain_generate(model, tokenizer):
+    """top_k = 1 continuations, with the prompts' keys and values shared between rows, equal
+    greedy `generate` run on every row's full prompt (left padding, repeated and distinct prompts)."""
     short, long = [5, 9, 3], [7, 2, 8, 8, 4, 6, 1]
     prompts = [short, short, long, short, long]
-    shared = sample_continuations(model.base, prompts, 0, do_sample=False, max_new_tokens=6)
+    shared = sample_continuations(model.base, prompts, 0, max_new_tokens=6, top_k=1)
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     plain = model.base.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=6, pad_token_id=0)
     assert torch.equal(shared, plain[:, width:])
     assert torch.equal(shared[0], shared[1]) and torch.equal(shared[2], shared[4])
+
+
+def test_top_k_sampling_follows_the_renormalised_top_k_softmax():
+    """Frequencies of `sample_top_k` against softmax(logits / T) over the k largest logits,
+    computed independently with `torch.distributions` (chi-square test); nothing outside the top k."""
+    torch.manual_seed(0)
+    logits = torch.randn(40) * 2
+    temperature, k, draws = 0.6, 5, 40_000
+    tokens = sample_top_k(logits.expand(draws, -1), temperature, k).squeeze(1)
+    top = logits.topk(k).indices
+    assert torch.isin(tokens, top).all()
+    expected = torch.distributions.Categorical(logits=logits[top] / temperature).probs * draws
+    observed = torch.stack([(tokens == t).sum() for t in top]).double()
+    assert chisquare(observed.numpy(), expected.double().numpy()).pvalue > 1e-3
+
+
+def test_rows_pad_after_their_end_token_and_sampling_stops_when_all_have(model):
+    prompts = [[5, 9, 3], [7, 2, 8]]
+    free = sample_continuations(model.base, prompts, 0, max_new_tokens=8, top_k=1)
+    eos = int(free[0, 2])  # the first row's third greedy token
+    ended = sample_continuations(model.base, prompts, 0, max_new_tokens=8, top_k=1, eos_token_id=eos)
+    first_end = [int((row == eos).nonzero()[0]) if (row == eos).any() else None for row in free]
+    assert ended.shape[1] == (8 if None in first_end else max(first_end) + 1)
+    for row, end in zip(range(2), first_end, strict=True):
+        stop = ended.shape[1] if end is None else end + 1
+        assert torch.equal(ended[row, :stop], free[row, :stop])
+        assert (ended[row, stop:] == 0).all()
 
 
 def test_generation_cache_resumes_and_survives_a_torn_line(model, tokenizer, data, tmp_path, monkeypatch):
