@@ -13,7 +13,9 @@ round's step time and tokens/s, the step-time ratio to the base model measured i
 
 with attention = 12 · layers · d · T · tokens (nanoGPT's count; the PHi prior adds one layer of
 its width) and the GEMM throughput of a large fp32 matmul measured in the same run (the best
-round). Tokens are all B × T positions of a step, padding included (the FLOPs are spent
+round). 6 · params counts each weight once per token, which undercounts the residual and FSQ
+priors (their head runs once per stage with the same weights), so "MFU (counted)" beside it
+divides the FLOPs that `FlopCounterMode` counts in the step instead. Tokens are all B × T positions of a step, padding included (the FLOPs are spent
 there too). One batch is drawn beforehand, so data generation is not timed (see
 bench_data.py), nor is the trainer's bookkeeping (metrics, checkpoints). Subnormal floats are
 flushed to zero, as in the trainer (`flushing_denormals`).
@@ -22,6 +24,9 @@ The PHi layer should cost what its arithmetic costs: beside each bottleneck's st
 the base model (median over rounds) stands the ratio of the two steps' matrix FLOPs, counted by
 `torch.utils.flop_counter.FlopCounterMode` over forward + backward, and their quotient
 (target ≤ 1.25).
+
+With --compile every model is timed through `torch.compile`, as the trainer runs it under
+train.compile=true (compilation happens in the untimed step).
 
 On a CPU the paper-scale presets are timed at a smaller batch and row length (printed in the
 header; --batch-size/--row-length set them for every preset).
@@ -120,11 +125,15 @@ def loss_of(model: torch.nn.Module, batch: Batch, variant: Variant) -> torch.Ten
     return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
-def time_steps(variant: Variant, batch: Batch, steps: int, device: torch.device) -> float:
-    """Seconds per training step after one untimed step (which also creates the AdamW state)."""
+def time_steps(variant: Variant, batch: Batch, steps: int, device: torch.device, compiled: bool) -> float:
+    """Seconds per training step after one untimed step (which also creates the AdamW state and,
+    with `compiled`, compiles the model as the trainer's train.compile=true does)."""
     model = build(variant, device)
+    if compiled:
+        torch._dynamo.reset()  # each variant compiles afresh instead of piling up guards on shared code
+        model = torch.compile(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=variant.config.optim.lr, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(params, lr=variant.config.optim.lr, fused=device.type in ("cuda", "cpu"))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step() -> None:
@@ -183,7 +192,8 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
     print(
         f"\npreset {preset}: {model.architecture} d={model.d_model} layers={model.n_layers}, PHi after block "
         f"{model.phi_after}; batch {rows} × {length} (fill {batch.fill_ratio:.0%}), packed={config.data.pack}; "
-        f"{device.type}, {torch.get_num_threads()} thread(s), {args.rounds} rounds × {args.steps} steps"
+        f"{device.type}, {torch.get_num_threads()} thread(s), {args.rounds} rounds × {args.steps} steps, "
+        f"torch.compile {'on' if args.compile else 'off'}"
     )
     counted = {v.name: counted_flops(v, batch, device) for v in variants}
     times: dict[str, list[float]] = {v.name: [] for v in variants}
@@ -191,14 +201,14 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
     for round_ in range(args.rounds):
         gemm.append(gemm_flops(device, args.gemm_size))
         for variant in variants if round_ % 2 == 0 else variants[::-1]:  # no variant always runs first
-            times[variant.name].append(time_steps(variant, batch, args.steps, device))
+            times[variant.name].append(time_steps(variant, batch, args.steps, device, args.compile))
             gc.collect()  # the previous variant's model and optimizer state, before the next is built
     peak = max(gemm)
     tokens = rows * length
     base = times["no PHi layer"]
     print(
         f"{'variant':<14} {'params':>8} {'ms/step':>8} {'tokens/s':>9} {'time ÷ base (range)':>20} "
-        f"{'FLOP ÷ base':>11} {'time/FLOP':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} {'MFU':>6}"
+        f"{'FLOP ÷ base':>11} {'time/FLOP':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} {'MFU':>6} {'MFU (counted)':>13}"
     )
     for variant in variants:
         seconds = min(times[variant.name])  # the least disturbed measurement
@@ -210,7 +220,7 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
         print(
             f"{variant.name:<14} {params / 1e6:>7.2f}M {seconds * 1e3:>8.1f} {tokens / seconds:>9.0f} {spread:>20} "
             f"{flop_ratio:>11.2f} {time_ratio / flop_ratio:>9.2f} {flops / 1e9:>10.2f} {flops / seconds / 1e9:>8.2f} "
-            f"{flops / seconds / peak:>6.1%}"
+            f"{flops / seconds / peak:>6.1%} {counted[variant.name] / seconds / peak:>13.1%}"
         )
     print("time/FLOP: step-time ratio ÷ counted-FLOP ratio, target ≤ 1.25; MFU target ≥ 0.4 (cpu), ≥ 0.7 (paper)")
     print(
@@ -229,6 +239,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--gemm-size", type=int, default=2048)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models (train.compile=true)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
