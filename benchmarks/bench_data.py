@@ -30,9 +30,9 @@ from qphi.tasks import (
 )
 
 # (batch, row length, steps per second): the cpu preset's 16 rows × 256 tokens at a generous
-# 3 steps/s (bench_train.py: ~0.45 s per step for the model without PHi layer on one core);
+# 7 steps/s (bench_train.py: 0.15 s per step for the compiled model without PHi layer on two cores);
 # the paper shape's pace depends on the GPU, so the pipeline's rate is reported as steps/s it can feed
-PRESETS = {"cpu": (16, 256, 3.0), "paper": (16, 2048, None)}
+PRESETS = {"cpu": (16, 256, 7.0), "paper": (16, 2048, None)}
 
 
 def _timed(iterator, seconds: float) -> tuple[int, float, list]:

@@ -9,13 +9,14 @@ steps (in alternating order), so machine load hits all of them alike. The table 
 round's step time and tokens/s, the step-time ratio to the base model measured in the same round
 (median and range over rounds), and the model FLOP utilisation
 
-    MFU = (6 · params · tokens + attention) / step time / fp32 GEMM FLOP/s,
+    MFU = (6 · params · tokens + attention) / step time / GEMM FLOP/s,
 
 with attention = 12 · layers · d · T · tokens (nanoGPT's count; the PHi prior adds one layer of
-its width) and the GEMM throughput of a large fp32 matmul measured in the same run (the best
-round). 6 · params counts each weight once per token, which undercounts the residual and FSQ
-priors (their head runs once per stage with the same weights), so "MFU (counted)" beside it
-divides the FLOPs that `FlopCounterMode` counts in the step instead. Tokens are all B × T positions of a step, padding included (the FLOPs are spent
+its width) and the GEMM throughput of a large matmul in the steps' precision (fp32 on a CPU,
+bf16 on CUDA) measured in the same run (the best round). 6 · params counts each weight once
+per token, which undercounts the residual and FSQ priors (their head runs once per stage with
+the same weights), so "MFU (counted)" beside it divides the FLOPs that `FlopCounterMode` counts
+in the step instead. Tokens are all B × T positions of a step, padding included (the FLOPs are spent
 there too). One batch is drawn beforehand, so data generation is not timed (see
 bench_data.py), nor is the trainer's bookkeeping (metrics, checkpoints). Subnormal floats are
 flushed to zero, as in the trainer (`flushing_denormals`).
@@ -76,9 +77,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def gemm_dtype(device: torch.device) -> torch.dtype:
+    """The precision steps run in: bf16 autocast on CUDA, fp32 on a CPU (as the trainer's precision=auto)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 def gemm_flops(device: torch.device, n: int, repeats: int = 3) -> float:
-    """FLOP/s of an n×n by n×n fp32 matmul (best of `repeats`)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    """FLOP/s of an n×n by n×n matmul in the steps' precision (best of `repeats`)."""
+    a, b = (torch.randn(n, n, device=device, dtype=gemm_dtype(device)) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -224,7 +230,7 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
         )
     print("time/FLOP: step-time ratio ÷ counted-FLOP ratio, target ≤ 1.25; MFU target ≥ 0.4 (cpu), ≥ 0.7 (paper)")
     print(
-        f"fp32 GEMM {args.gemm_size}³: {peak / 1e9:.1f} GFLOP/s (best round; rounds: "
+        f"{str(gemm_dtype(device)).removeprefix('torch.')} GEMM {args.gemm_size}³: {peak / 1e9:.1f} GFLOP/s (best round; rounds: "
         f"{', '.join(f'{g / 1e9:.1f}' for g in gemm)})"
     )
 

@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-k", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per generate call")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences decoded together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/correctness-DATASET)")

@@ -149,7 +149,7 @@ def sample_rationales(
     seed: int = 0,
 ) -> list[list[str]]:
     """`settings.samples` rationales for each problem from the plain base model, `batch_size`
-    sequences per `generate` call (questions share a call when the samples fit)."""
+    sequences decoded together (questions share a batch when their samples fit)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [ids for p in problems for ids in [_prompt_ids(tokenizer, p)] * settings.samples]
     texts: list[str] = []
@@ -182,7 +182,7 @@ def generate(
     cache.parent.mkdir(parents=True, exist_ok=True)
     meta = asdict(settings)
     done = _read_cache(cache, meta)
-    group = max(1, batch_size // settings.samples)  # questions per generate call
+    group = max(1, batch_size // settings.samples)  # questions per decoded batch
     todo = [p for p in problems if p.id not in done]
     progress = tqdm(total=len(todo), desc="generating", unit="question")
     for first in range(0, len(todo), group):

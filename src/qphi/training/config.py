@@ -89,7 +89,10 @@ class TrainConfig(Config):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
-    compile: bool = False
+    compile: bool = Field(
+        False,
+        description="torch.compile the model: 5–14 % faster CPU steps after 20–35 s of compiling (needs a C++ compiler)",
+    )
     rate_warmup_steps: int = Field(
         0,
         ge=0,
