@@ -134,9 +134,8 @@ def sample_continuations(
             break
         mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
         position = position + 1
-        logits = base(input_ids=token, attention_mask=mask, position_ids=position, cache=cache, use_cache=True).logits[
-            :, -1
-        ]
+        out = base(input_ids=token, attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
+        logits = out.logits[:, -1]
     return torch.cat(tokens, dim=1)
 
 
