@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+import numpy as np
 import torch
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
 from safetensors.torch import save_file
 
 from qphi.errors import QPhiError
@@ -60,8 +65,62 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return _write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
+T = TypeVar("T")
+
+# A float field of a result that may be NaN (e.g. a correlation of a constant): written as null,
+# read back as NaN.
+FloatOrNaN = Annotated[float, BeforeValidator(lambda v: math.nan if v is None else v)]
+
+
+def _array_value(value: Any) -> Any:
+    """numpy and torch scalars and arrays as Python numbers and lists."""
+    if isinstance(value, np.generic | np.ndarray | torch.Tensor):
+        return value.tolist()
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+def _finite(value: Any, replaced: list[str], where: str = "") -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        replaced.append(where or "(value)")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, replaced, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v, replaced, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    """Write `obj` (plain data, a dataclass or a pydantic model) as strict JSON: a non-finite float
+    is written as null, with a warning naming where it was, so every JSON reader can parse the file."""
+    replaced: list[str] = []
+    data = _finite(to_jsonable_python(obj, fallback=_array_value), replaced)
+    if replaced:
+        shown = ", ".join(replaced[:5]) + (" …" if len(replaced) > 5 else "")
+        warnings.warn(f"{Path(path).name}: non-finite value(s) written as null at {shown}", stacklevel=2)
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, cls: type[T] | Any = Any) -> T:
+    """Read a JSON file back into `cls` (a dataclass, a pydantic model or a typing form), checked
+    against its types: a missing, torn, hand-edited or foreign file is a one-line `QPhiError`."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise QPhiError(f"'{p}' does not exist: run the command that writes it first") from None
+    except IsADirectoryError:
+        raise QPhiError(f"'{p}' is a folder, not a JSON file: remove or rename it") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise QPhiError(f"'{p}' is not valid JSON ({e}): delete it so that it is written again") from None
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "(top level)"
+        raise QPhiError(
+            f"'{p}' does not hold what qphi wrote there ({where}: {first['msg']}): delete it so that it is written again"
+        ) from None
 
 
 def write_safetensors(

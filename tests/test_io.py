@@ -1,0 +1,73 @@
+"""Result files: strict JSON out, typed results back in, one-line errors for files qphi did not write."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qphi.errors import QPhiError
+from qphi.io import FloatOrNaN, read_json, write_json
+
+
+@dataclass
+class Level:
+    phi: FloatOrNaN
+    per_stage: list[FloatOrNaN]
+
+
+@dataclass
+class Result:
+    name: str
+    levels: dict[str, Level]
+    shape: tuple[int, int] = (2, 3)
+    path: Path = Path("runs/x")
+    notes: list[str] = field(default_factory=list)
+
+
+def test_typed_result_round_trips_with_non_finite_values_as_null(tmp_path: Path) -> None:
+    result = Result("gumbel", {"icll": Level(math.nan, [1.5, math.inf]), "random": Level(0.25, [])})
+    with pytest.warns(UserWarning, match=r"levels\.icll\.phi, levels\.icll\.per_stage\[1\]"):
+        write_json(tmp_path / "r.json", result)
+    text = (tmp_path / "r.json").read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert data["levels"]["icll"] == {"phi": None, "per_stage": [1.5, None]}
+    back = read_json(tmp_path / "r.json", Result)
+    assert math.isnan(back.levels["icll"].phi) and back.levels["icll"].per_stage[0] == 1.5
+    assert back.levels["random"] == result.levels["random"]
+    assert back.shape == (2, 3) and back.path == Path("runs/x")
+
+
+def test_numpy_and_torch_values_are_written_as_numbers(tmp_path: Path) -> None:
+    write_json(tmp_path / "n.json", {"a": np.int64(3), "b": np.arange(3), "c": torch.tensor([0.5]), "d": np.float32(2)})
+    assert json.loads((tmp_path / "n.json").read_text()) == {"a": 3, "b": [0, 1, 2], "c": [0.5], "d": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not valid JSON"),
+        (b"\xff\xfe", "is not valid JSON"),
+        ('{"name": "x", "levels": {"a": {"phi": "high", "per_stage": []}}}', "levels.a.phi"),
+        ("[1, 2]", "does not hold what qphi wrote"),
+    ],
+)
+def test_foreign_files_are_one_line_errors(tmp_path: Path, content: str | bytes, message: str) -> None:
+    path = tmp_path / "r.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(QPhiError, match=message) as info:
+        read_json(path, Result)
+    assert "\n" not in str(info.value)
+
+
+def test_a_folder_or_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(QPhiError, match="is a folder"):
+        read_json(tmp_path / "dir.json", Result)
+    with pytest.raises(QPhiError, match="does not exist"):
+        read_json(tmp_path / "missing.json", Result)
