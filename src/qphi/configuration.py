@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -100,25 +100,62 @@ def build(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
 def format_validation_error(cls: type[BaseModel], error: ValidationError, source: str = "config") -> str:
     problems = []
     for err in error.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = _walk(cls, [str(p) for p in err["loc"]])[0]
         key = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            fields = _fields_at(cls, loc[:-1])
+            parent = _walk(cls, [str(p) for p in err["loc"][:-1]])[1]
+            fields = _accepted_keys(parent)
             hint = closest(loc[-1], fields) or (f" (valid keys there: {', '.join(fields)})" if fields else "")
             problems.append(f"unknown key '{key}'{hint}")
         elif err["type"] == "missing":
             problems.append(f"missing required key '{key}'")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"'{key}': {msg} (got {err.get('input')!r})")
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            problems.append(f"'{key}': {msg}{shown}")
     return f"invalid {source}: " + "; ".join(problems)
 
 
-def _fields_at(cls: type[BaseModel], loc: list[str]) -> list[str]:
+def _walk(cls: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
+    """The error location as the user writes it, and the model it ends in. A discriminated union
+    (e.g. the bottleneck configs) puts the chosen member's tag into pydantic's location: dropped;
+    and where the model takes the member's options flat (`flat_keys`), so is the union's own key."""
     model: Any = cls
-    for part in loc:
+    shown: list[str] = []
+    parts = iter(loc)
+    for part in parts:
         field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = field.annotation
-    return list(getattr(model, "model_fields", {}))
+        members = _union_members(field) if field is not None else {}
+        if not members:
+            shown.append(part)
+            if field is None:
+                return shown + list(parts), None
+            model = field.annotation
+            continue
+        flat = hasattr(model, "flat_keys")
+        tag = next(parts, None)
+        rest = list(parts)
+        model = members.get(tag)
+        if model is None:
+            return [*shown, part, *([tag] if tag else []), *rest], None
+        inner, model = _walk(model, rest)
+        return [*shown, *([] if flat and inner else [part]), *inner], model
+    return shown, model
+
+
+def _union_members(field: Any) -> dict[str, Any]:
+    """tag → member model of a field that is a union of models told apart by a discriminator."""
+    if not field.discriminator:
+        return {}
+    members = {}
+    for member in get_args(field.annotation):
+        tag = getattr(member, "model_fields", {}).get(field.discriminator)
+        if tag is not None:
+            members[str(tag.default)] = member
+    return members
+
+
+def _accepted_keys(model: Any) -> list[str]:
+    """The keys a model accepts (a model may accept more than its fields: `flat_keys`)."""
+    return list(model.flat_keys()) if hasattr(model, "flat_keys") else list(getattr(model, "model_fields", {}))

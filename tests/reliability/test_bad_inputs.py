@@ -149,7 +149,7 @@ def wrong_type(i: Inputs) -> list[str]:
     return quick_train(i, "train.steps=many")
 
 
-@case("'phi.bottleneck'", "Input should be 'continuous', 'gumbel', 'vq', 'residual' or 'fsq' (got 'vae')")
+@case("'phi.bottleneck': unknown bottleneck 'vae'", "choose one of continuous, gumbel, vq, residual, fsq")
 def unknown_bottleneck(i: Inputs) -> list[str]:
     return quick_train(i, "phi.bottleneck=vae")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from qphi.bottlenecks import registry
 from qphi.errors import QPhiError
 from qphi.training import PRESETS, load_run_config
 from qphi.training.config import preset_path
@@ -14,8 +15,9 @@ def test_every_shipped_preset_loads_with_every_bottleneck(preset, tmp_path):
     # A preset for a user's own checkpoint (llama3b-paper) ships without a path; give it one.
     needs_path = preset_path(preset).read_text().find("pretrained: null") >= 0
     extra = [f"model.pretrained={tmp_path}"] if needs_path else []
-    for bottleneck in ("continuous", "gumbel", "vq", "residual", "fsq"):
-        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}", *extra]).phi.bottleneck == bottleneck
+    for bottleneck in registry.names():
+        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}", *extra]).phi.bottleneck.name == bottleneck
+        assert load_run_config(preset, extra, bottleneck=bottleneck).phi.bottleneck.name == bottleneck
 
 
 def test_a_preset_for_a_local_checkpoint_says_which_key_to_set():
@@ -31,7 +33,7 @@ def test_paper_preset_has_the_reference_settings():
     assert (optim.lr, optim.warmup_steps, optim.schedule, optim.grad_clip) == (3e-4, 500, "constant", 1.0)
     assert train_.precision == "auto"  # bf16 autocast on a GPU
     assert (loss.phi, loss.self_critic, config.phi.prior.n_heads) == (1.0, 0.1, 6)
-    assert config.phi.bottleneck == "continuous"
+    assert config.phi.bottleneck.name == "continuous"
 
 
 def test_paper_lstm_preset_reads_one_document_per_row():
@@ -52,4 +54,4 @@ def test_paper_lstm_preset_reads_one_document_per_row():
 )
 def test_bottleneck_defaults_apply_under_the_overrides(overrides, expected):
     phi = load_run_config("paper", overrides).phi
-    assert {key: getattr(phi, key) for key in expected} == expected
+    assert {key: getattr(phi.bottleneck, key) for key in expected} == expected

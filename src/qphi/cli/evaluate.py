@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     config, model, step = load_run(args.run_dir, args.device)
     if args.samples is not None:
         config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))
-    summary = {"step": step, "bottleneck": config.phi.bottleneck, **build_source(config).evaluate(model, args.device)}
+    summary = {
+        "step": step,
+        "bottleneck": config.phi.bottleneck.name,
+        **build_source(config).evaluate(model, args.device),
+    }
     write_json(args.run_dir / "eval.json", summary)
     print(level_table(summary["levels"]))
     if summary["codebook_health"]:

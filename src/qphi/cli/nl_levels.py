@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate_nl_levels(model, tokenizer, records, max_tokens, args.batch_size, progress=True)
     summary = {"run": str(args.run_dir), "step": step, "model": config.model.pretrained, **summary}
     out = args.out or args.run_dir / "nl_levels"
-    title = f"{config.model.pretrained}, PHi after block {config.model.phi_after} ({config.phi.bottleneck})"
+    title = f"{config.model.pretrained}, PHi after block {config.model.phi_after} ({config.phi.bottleneck.name})"
     write_nl_report(summary, out, title=title)
     print(f"{'level':<12} {'PHi nats':>10} {'PHi/dim':>8} {'NLL':>7} {'base NLL':>9} {'tokens':>7}")
     for name, v in summary["levels"].items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qphi.bottlenecks import registry
 from qphi.experiments.reproduce import reproduce
-from qphi.phi.config import BOTTLENECKS
 from qphi.training.config import PRESETS
 
 
@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="cpu-quick", choices=PRESETS)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seeds", type=int, help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
-    p.add_argument("--bottlenecks", nargs="+", default=list(BOTTLENECKS), metavar="NAME", help=" ".join(BOTTLENECKS))
+    p.add_argument(
+        "--bottlenecks", nargs="+", default=list(registry.names()), metavar="NAME", help=" ".join(registry.names())
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--icl-prompts", type=int, default=64, help="prompts for the in-context-learning competence test")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")

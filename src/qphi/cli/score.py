@@ -105,12 +105,14 @@ def run(args: argparse.Namespace) -> int:
         "step": step,
         "model": config.model.pretrained,
         "phi_after": config.model.phi_after,
-        "bottleneck": config.phi.bottleneck,
+        "bottleneck": config.phi.bottleneck.name,
         "overall": summarize(scores),
         "texts": [{"title": t, **s.summary()} for t, s in zip(titles, scores, strict=True)],
     }
     write_json(args.out / "summary.json", summary)
-    heading = f"PHi of {config.model.pretrained} (layer after block {config.model.phi_after}, {config.phi.bottleneck})"
+    heading = (
+        f"PHi of {config.model.pretrained} (layer after block {config.model.phi_after}, {config.phi.bottleneck.name})"
+    )
     write_text(args.out / "heatmap.html", heatmap_html(scores, titles, heading=heading))
     overall = summary["overall"]
     print(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qphi.experiments.sweep import DISCRETE, sweep
+from qphi.bottlenecks import registry
+from qphi.experiments.sweep import sweep
 from qphi.training.config import PRESETS
 
 
@@ -29,12 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Trains (or resumes, or reuses) one run per codebook size K, RQ depth Q and seed under OUT/runs, "
         "evaluates each on fresh samples of every level (PHi, next-token loss, range-coded size of the code stream, "
         "codebook health), and writes sweep.json, sweep.png and sweep.html into OUT. For FSQ a size is the implied "
-        "codebook ∏ levels (levels chosen by qphi.experiments.sweep.fsq_levels_for). Interrupted? Run the same "
+        "codebook ∏ levels (levels chosen by qphi.bottlenecks.fsq.levels_for). Interrupted? Run the same "
         "command again.",
     )
     p.add_argument("--preset", default="cpu-quick", choices=PRESETS)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--bottleneck", required=True, choices=DISCRETE)
+    p.add_argument("--bottleneck", required=True, choices=registry.discrete_names())
     p.add_argument(
         "--sizes", nargs="+", required=True, action=_NumbersThenOverrides, metavar="K", help="codebook sizes (16 64 …)"
     )

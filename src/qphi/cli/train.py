@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = [o for o in args.overrides if o.replace(" ", "").lower() not in ("resume=true", "resume=false")]
     resume = args.resume or any(o.replace(" ", "").lower() == "resume=true" for o in args.overrides)
     config = load_run_config(args.config, overrides)
-    out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck}"
+    out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck.name}"
     result = train(config, out, resume=resume)
     if result.interrupted:
         if result.is_main:

@@ -37,7 +37,7 @@ from qphi.training import checkpoint, distributed
 from qphi.training.config import RunConfig
 from qphi.training.data import build_source, split_rows, training_loader
 from qphi.training.logger import MetricsLogger
-from qphi.training.schedules import cosine_anneal, learning_rate, linear_warmup
+from qphi.training.schedules import learning_rate, linear_warmup
 
 # Settings that may change when a run is resumed; everything else must match the saved config.
 RESUMABLE_CHANGES = {
@@ -290,8 +290,8 @@ class Trainer:
         lr = learning_rate(step, cfg.train.steps, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        tau = cosine_anneal(cfg.phi.tau_start, cfg.phi.tau_end, step / max(1, cfg.train.steps - 1))
-        self.model.phi.set_temperature(tau)
+        self.model.phi.set_progress(step / max(1, cfg.train.steps - 1))
+        tau = self.model.phi.bottleneck.temperature
         rate_scale = linear_warmup(step, cfg.train.rate_warmup_steps)
         self.model.phi.set_rate_scale(rate_scale)
         self.model.train()
@@ -332,7 +332,7 @@ class Trainer:
             "phi": totals.pop("phi_nats"),
             **{f"loss_{k}": v for k, v in totals.items()},
             "lr": lr,
-            "tau": tau,
+            **({"tau": tau} if tau is not None else {}),
             "rate_scale": 0.0 if cfg.phi.loss.detach_targets else rate_scale,
             **norms,
         }
@@ -384,7 +384,7 @@ class Trainer:
                 self.optimizer.state_dict(),
                 extra={
                     "world_size": self.ctx.world_size,
-                    "bottleneck": self.config.phi.bottleneck,
+                    "bottleneck": self.config.phi.bottleneck.name,
                     "metrics_window": window,
                 },
                 keep=self.config.train.keep_checkpoints,
