@@ -41,7 +41,12 @@ def load_nl_levels(path: str | os.PathLike | None = None) -> list[NLRecord]:
     folder = data_path(path, "natural_language_levels")
     files = sorted(folder.glob("*.json"), key=lambda p: _natural_key(p.stem)) if folder.is_dir() else []
     if not files:
-        raise missing("natural-language levels", folder, "a folder of {level, user, assistant} JSON files")
+        raise missing(
+            "natural-language levels",
+            folder,
+            "a folder of {level, user, assistant} JSON files",
+            "natural_language_levels",
+        )
     records = []
     for file in files:
         data = require_keys(read_json(file), ("level", "user", "assistant"), f"'{file}'")

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from qphi.errors import QPhiError
-from qphi.io import write_json, write_safetensors, write_text
+from qphi.io import make_temp_dir, write_json, write_safetensors, write_text
 
 FORMAT_VERSION = 1
 
@@ -83,7 +82,7 @@ def save(
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp = make_temp_dir(root, prefix=f".{name}.")
     try:
         write_safetensors(tmp / "model.safetensors", model_state)
         opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)

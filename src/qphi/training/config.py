@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ from qphi.errors import QPhiError, closest
 from qphi.evaluation.levels import EvalConfig
 from qphi.models.config import ModelConfig
 from qphi.phi.config import PHiConfig
+from qphi.presets import PRESETS, preset_path
 from qphi.tasks.levels import TRAINING_LEVELS, LevelConfig
 
 
@@ -131,13 +131,6 @@ class RunConfig(Config):
         return self
 
 
-PRESETS = ("cpu-quick", "cpu", "paper", "paper-lstm", "smollm2-cpu", "llama3b-paper")
-
-
-def preset_path(name: str) -> Path:
-    return Path(str(resources.files("qphi") / "presets" / f"{name}.yaml"))
-
-
 def load_run_config(source: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
     """A preset name (see PRESETS) or a YAML path, plus `key=value` overrides.
 
@@ -146,16 +139,17 @@ def load_run_config(source: str | os.PathLike, overrides: list[str] = ()) -> Run
     gets the preset's VQ settings while explicit overrides still win.
     """
     path = Path(source)
+    origin = f"config file '{path}'"
     if not path.suffix and not path.exists():
         if str(source) not in PRESETS:
             raise QPhiError(
                 f"'{source}' is neither a YAML file nor a preset{closest(str(source), PRESETS)}: presets are {', '.join(PRESETS)}"
             )
-        path = preset_path(str(source))
+        path, origin = preset_path(str(source)), f"preset '{source}'"
     data = read_yaml(path)
     per_bottleneck: dict[str, Any] = data.pop("bottleneck_defaults", None) or {}
     merged = apply_overrides(data, list(overrides))
     name = (merged.get("phi") or {}).get("bottleneck", PHiConfig.model_fields["bottleneck"].default)
     if name in per_bottleneck:
         merged = merge(merge(data, per_bottleneck[name]), apply_overrides({}, list(overrides)))
-    return build(RunConfig, merged, source=f"config '{path}'")
+    return build(RunConfig, merged, source=origin, overrides=list(overrides))
