@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import random
 from dataclasses import asdict
 from pathlib import Path
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             for k in ("highest_phi", "lowest_nll", "random", "partial_correlation")
         ]
         print(
-            f"{name:<6} {v['n_questions']:>9d} {v['n_mixed']:>6d} {v['accuracy']:>9.3f} {v['accuracy_flexible']:>9.3f} {cells[0]:>12} {cells[1]:>11} "
+            f"{name:<6} {v['n_questions']:>9d} {v['n_mixed']:>6d} {v['accuracy']:>9.3f} {v.get('accuracy_flexible', math.nan):>9.3f} {cells[0]:>12} {cells[1]:>11} "
             f"{cells[2]:>7} {cells[3]:>10}"
         )
     print(f"wrote {out / 'correctness.json'}")

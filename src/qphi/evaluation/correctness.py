@@ -275,15 +275,14 @@ def _level(records: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict
     correct = np.array([r["correct"] for r in records], dtype=bool)
     valid = ~np.isnan(phi)
     mixed = (correct & valid).any(1) & (~correct & valid).any(1)
-    flexible = [r.get("correct_flexible") for r in records]  # absent from caches of older versions
     entry: dict[str, Any] = {
         "n_questions": len(records),
         "n_mixed": int(mixed.sum()),
         "accuracy": float(correct[valid].mean()) if valid.any() else math.nan,
-        "accuracy_flexible": (
-            float(np.array(flexible, dtype=bool)[valid].mean()) if valid.any() and None not in flexible else math.nan
-        ),
     }
+    flexible = [r.get("correct_flexible") for r in records]  # absent from caches of older versions
+    if valid.any() and None not in flexible:
+        entry["accuracy_flexible"] = float(np.array(flexible, dtype=bool)[valid].mean())
     if mixed.sum() >= 2:
         c, v = correct[mixed], valid[mixed]
         entry["highest_phi"] = bootstrap(_highest_phi, phi[mixed], c, resamples=resamples, seed=seed).to_dict()
@@ -299,7 +298,8 @@ def _level(records: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict
 def analyse(scored: Sequence[dict[str, Any]], resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """{"levels": {level: entry}} per MATH difficulty level and 'all'. An entry holds n_questions,
     n_mixed (questions with both correct and incorrect scored rationales), accuracy (the paper's
-    strict answer check, which the analysis uses) and accuracy_flexible (math-verify), and bootstrap
+    strict answer check, which the analysis uses) and accuracy_flexible (math-verify; absent for
+    caches written before qphi recorded it), and bootstrap
     Estimates: highest_phi, lowest_nll and random (the chance of a correct pick among mixed
     questions; resampled over questions) and partial_correlation (PHi with correctness given
     next-token loss over all scored rationales; resampled over rationales)."""

@@ -172,6 +172,7 @@ def math_answer(text: str) -> str | None:
 
 _ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|:|=)\s*:?", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
+_MATH_MODE = re.compile(r"(?<!\\)\$|\\\(|\\\[")  # an unescaped $, \( or \[
 
 
 def flexible_answer(text: str, dataset: Dataset) -> str | None:
@@ -195,7 +196,7 @@ def _for_math_verify(answer: str, dataset: Dataset) -> str:
     math mode unless they already are."""
     if dataset == "gsm8k":
         return answer.replace("$", "")
-    return answer if any(m in answer for m in ("$", "\\(", "\\[")) else f"${answer}$"
+    return answer if _MATH_MODE.search(answer) else f"${answer}$"
 
 
 def answers_equivalent(predicted: str | None, gold: str | None, dataset: Dataset) -> bool:

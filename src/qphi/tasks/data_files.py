@@ -10,6 +10,7 @@ from typing import Any
 from qphi.errors import QPhiError
 
 DATA_ENV = "QPHI_DATA"
+MANIFEST = "SOURCE.json"  # written by `qphi data fetch` into each dataset folder: where it came from
 
 # dataset folder → (`qphi data fetch` name, the config key that points at it)
 DATASETS: dict[str, tuple[str, str]] = {

@@ -34,9 +34,8 @@ from typing import Any, Literal
 
 from qphi.errors import QPhiError
 from qphi.io import make_temp_dir, read_json, write_bytes, write_json, write_text
-from qphi.tasks.data_files import DATASETS, default_data_dir
+from qphi.tasks.data_files import DATASETS, MANIFEST, default_data_dir
 
-MANIFEST = "SOURCE.json"
 GSM8K_REPO, GSM8K_REVISION = "openai/gsm8k", "e53f048856ff4f594e959d75785d2c2d37b678ee"
 MATH_REPO, MATH_REVISION = "EleutherAI/hendrycks_math", "21a5633873b6a120296cce3e2df9d5550074f4a3"
 MATH_SUBJECTS = (
@@ -276,7 +275,7 @@ def check(folder: Path, dataset: str) -> Report:
     if not (folder / MANIFEST).is_file():
         if dataset == "natural_language_levels":
             pinned = {f"{n}.json": d for n, d in NL_LEVELS_SHA256.items()}
-            same = not _differing(folder, pinned) and len(list(folder.glob("*.json"))) == len(pinned)
+            same = not _differing(folder, pinned) and counts["texts"] == len(pinned)
             return Report(
                 dataset, folder, True, f"{shown}; {'the' if same else 'not the'} paper's set ({MANIFEST} absent)"
             )
