@@ -37,7 +37,7 @@ MixtureComponent = Literal["math", "gsm8k", "pfa", "text"]
 class MixtureConfig(Config):
     """The pretrained-LLM training mixture (SPEC §3): chats taken round-robin from its components.
 
-    Data paths default to the data folder ($QPHI_DATA, else shared/data beside the repository).
+    Data paths default to the data folder: $QPHI_DATA, else the user data folder `qphi data fetch` fills.
     """
 
     components: list[MixtureComponent] = Field(
