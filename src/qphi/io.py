@@ -10,6 +10,7 @@ on a shared machine can read runs and reports when the umask allows it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -67,6 +68,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

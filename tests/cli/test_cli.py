@@ -82,7 +82,11 @@ def test_version_and_help_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True)
     assert done.stdout.strip() == f"qphi {__version__}"
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, qphi.cli.main; print('torch' in sys.modules, 'transformers' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, qphi.cli.main; print('torch' in sys.modules, 'transformers' in sys.modules)",
+        ],
         capture_output=True,
         text=True,
     )

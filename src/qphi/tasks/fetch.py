@@ -23,7 +23,6 @@ verified, so a failed or killed fetch leaves nothing half-written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qphi.errors import QPhiError
-from qphi.io import make_temp_dir, read_json, write_bytes, write_json, write_text
+from qphi.io import make_temp_dir, read_json, sha256_file, write_bytes, write_json, write_text
 from qphi.tasks.data_files import DATASETS, MANIFEST, default_data_dir
 
 GSM8K_REPO, GSM8K_REVISION = "openai/gsm8k", "e53f048856ff4f594e959d75785d2c2d37b678ee"
@@ -136,14 +135,6 @@ class Manifest:
     records: dict[str, int] = field(default_factory=dict)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download(remote: RemoteFile, into: Path) -> tuple[Path, str | None]:
     """Download `remote` → (a local copy, the SHA-256 its host declares for it, or None).
 
@@ -174,7 +165,7 @@ def _verified(remote: RemoteFile, into: Path) -> Path:
     expected = remote.sha256 or declared
     if expected is None:
         raise QPhiError(f"{remote.url} has no SHA-256 to verify it against: it is not the pinned file; report this")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise QPhiError(
             f"{remote.url} does not have the pinned SHA-256 (expected {expected}, got {actual}): the download is "
@@ -205,10 +196,10 @@ def _gsm8k(staging: Path) -> Manifest:
     for split in SPLITS:
         remote = RemoteFile("hf", GSM8K_REPO, GSM8K_REVISION, f"main/{split}-00000-of-00001.parquet")
         path = _verified(remote, staging)
-        downloaded[remote.path] = sha256_of(path)
+        downloaded[remote.path] = sha256_file(path)
         rows = _parquet_rows(path, ("question", "answer"), remote.url)
         write_text(staging / f"{split}.jsonl", _jsonl(rows))
-        files[f"{split}.jsonl"], records[split] = sha256_of(staging / f"{split}.jsonl"), len(rows)
+        files[f"{split}.jsonl"], records[split] = sha256_file(staging / f"{split}.jsonl"), len(rows)
     return Manifest("gsm8k", GSM8K_REPO, GSM8K_REVISION, downloaded, files, records)
 
 
@@ -219,11 +210,11 @@ def _math(staging: Path) -> Manifest:
         for subject in MATH_SUBJECTS:
             remote = RemoteFile("hf", MATH_REPO, MATH_REVISION, f"{subject}/{split}-00000-of-00001.parquet")
             path = _verified(remote, staging)
-            downloaded[remote.path] = sha256_of(path)
+            downloaded[remote.path] = sha256_file(path)
             columns = ("level", "type", "problem", "solution")
             rows += [{"subject": subject, **row} for row in _parquet_rows(path, columns, remote.url)]
         write_text(staging / f"{split}.jsonl", _jsonl(rows))
-        files[f"{split}.jsonl"], records[split] = sha256_of(staging / f"{split}.jsonl"), len(rows)
+        files[f"{split}.jsonl"], records[split] = sha256_file(staging / f"{split}.jsonl"), len(rows)
     return Manifest("math", MATH_REPO, MATH_REVISION, downloaded, files, records)
 
 
@@ -295,7 +286,9 @@ def check(folder: Path, dataset: str) -> Report:
 def _differing(folder: Path, expected: dict[str, str]) -> list[str]:
     """The files of `expected` (name → SHA-256) that are absent from `folder` or differ."""
     return [
-        name for name, digest in expected.items() if not (folder / name).is_file() or sha256_of(folder / name) != digest
+        name
+        for name, digest in expected.items()
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest
     ]
 
 
