@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ from qphi.tasks.fetch import MATH_SUBJECTS, NL_LEVELS_SHA256, RemoteFile, check,
 from qphi.tasks.natural_language import load_nl_levels
 from qphi.tasks.reasoning import load_gsm8k, load_math
 
+SHARED_DATA = Path(os.environ.get("QPHI_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
 GSM8K = {
     split: [
         {"question": f"Ann has {i} pens and buys 2 more for ${i}. How many pens?", "answer": f"{i}+2=<<{i}+2={i + 2}>>{i + 2}\n#### {i + 2}"}
@@ -39,7 +41,7 @@ MATH = {
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch, shared_nl_levels):
+def hub(tmp_path, monkeypatch):
     """Serves the fixtures in place of the network; records what was asked for. A hub file is
     declared with its own SHA-256 (as the hub declares a git-LFS object), a GitHub file with none."""
     served = tmp_path / "served"
@@ -52,8 +54,8 @@ def hub(tmp_path, monkeypatch, shared_nl_levels):
         path = served / f"{subject}-{split}.parquet"
         pq.write_table(pa.Table.from_pylist(rows), path)
         files[f"{subject}/{split}-00000-of-00001.parquet"] = path
-    for name in NL_LEVELS_SHA256:
-        files[f"data/natural_language_levels/{name}.json"] = shared_nl_levels / f"{name}.json"
+    for name in NL_LEVELS_SHA256:  # present where the tests that fetch them run (see shared_nl_levels)
+        files[f"data/natural_language_levels/{name}.json"] = SHARED_DATA / "natural_language_levels" / f"{name}.json"
     requests: list[RemoteFile] = []
 
     def download(remote: RemoteFile, into: Path) -> tuple[Path, str | None]:
@@ -72,18 +74,11 @@ def hub(tmp_path, monkeypatch, shared_nl_levels):
 
 
 @pytest.fixture
-def shared_nl_levels(shared_data) -> Path:
-    return shared_data / "natural_language_levels"
-
-
-@pytest.fixture
-def shared_data() -> Path:
+def shared_nl_levels() -> Path:
     """The natural-language levels this project was developed with (the files the pins hash)."""
-    import os
-
-    path = Path(os.environ.get("QPHI_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
-    if not (path / "natural_language_levels").is_dir():
-        pytest.skip(f"real data folder {path} is absent (set QPHI_DATA to run these tests)")
+    path = SHARED_DATA / "natural_language_levels"
+    if not path.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set QPHI_DATA to run these tests)")
     return path
 
 
@@ -120,7 +115,7 @@ def test_nl_levels_are_checked_against_the_pinned_hashes(hub, tmp_path, shared_n
     assert load_nl_levels(tmp_path / "natural_language_levels") == load_nl_levels(shared_nl_levels)
 
 
-def test_a_file_that_differs_from_its_pin_is_refused_and_nothing_is_left(hub, tmp_path, monkeypatch):
+def test_a_file_that_differs_from_its_pin_is_refused_and_nothing_is_left(hub, tmp_path, shared_nl_levels):
     _, files = hub
     damaged = tmp_path / "code_1.json"
     damaged.write_text(files["data/natural_language_levels/code_1.json"].read_text().replace("import", "imp0rt", 1))
@@ -157,7 +152,7 @@ def test_a_second_fetch_keeps_the_copy_and_a_foreign_folder_is_not_touched(hub, 
     assert [p.name for p in (tmp_path / "math").iterdir()] == ["mine.txt"]
 
 
-def test_check_finds_missing_and_changed_datasets(hub, tmp_path, capsys):
+def test_check_finds_missing_and_changed_datasets(hub, tmp_path, capsys, shared_nl_levels):
     assert main(["data", "fetch", "gsm8k", "nl-levels", "--to", str(tmp_path)]) == 0
     assert main(["data", "check", str(tmp_path)]) == 2
     out, err = capsys.readouterr()
