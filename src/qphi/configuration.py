@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -89,15 +90,21 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def build(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
-    """Validate `data` into `cls`; a failure becomes one `QPhiError` line per problem."""
+def build(cls: type[C], data: dict[str, Any], source: str = "config", overrides: Sequence[str] = ()) -> C:
+    """Validate `data` into `cls`; a failure becomes one `QPhiError` line naming every problem.
+
+    A problem at (or inside, or around) a key that one of the `key=value` `overrides` set is
+    reported against that override, the rest against `source` (e.g. "preset 'cpu'").
+    """
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise QPhiError(format_validation_error(cls, e, source)) from None
+        raise QPhiError(format_validation_error(cls, e, source, overrides)) from None
 
 
-def format_validation_error(cls: type[BaseModel], error: ValidationError, source: str = "config") -> str:
+def format_validation_error(
+    cls: type[BaseModel], error: ValidationError, source: str = "config", overrides: Sequence[str] = ()
+) -> str:
     problems = []
     for err in error.errors():
         loc = _walk(cls, [str(p) for p in err["loc"]])[0]
@@ -106,15 +113,29 @@ def format_validation_error(cls: type[BaseModel], error: ValidationError, source
             parent = _walk(cls, [str(p) for p in err["loc"][:-1]])[1]
             fields = _accepted_keys(parent)
             hint = closest(loc[-1], fields) or (f" (valid keys there: {', '.join(fields)})" if fields else "")
-            problems.append(f"unknown key '{key}'{hint}")
+            problem = f"unknown key '{key}'{hint}"
         elif err["type"] == "missing":
-            problems.append(f"missing required key '{key}'")
+            problem = f"missing required key '{key}'"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            given = err.get("input")
-            shown = "" if isinstance(given, dict) else f" (got {given!r})"
-            problems.append(f"'{key}': {msg}{shown}")
-    return f"invalid {source}: " + "; ".join(problems)
+            got = "" if isinstance(err.get("input"), dict) else f" (got {err.get('input')!r})"
+            problem = f"'{key}': {msg}{got}" if loc else msg
+        culprits = [o for o in overrides if _related(loc, o.partition("=")[0].strip().split("."))]
+        if culprits:
+            origin = ", ".join(f"override '{o}'" for o in culprits)
+        elif not loc and overrides:  # a check across sections: the overrides may be to blame
+            origin = f"invalid {source} with {', '.join(repr(o) for o in overrides)}"
+        else:
+            origin = f"invalid {source}"
+        problems.append(f"{origin}: {problem}")
+    return "; ".join(problems)
+
+
+def _related(loc: list[str], key: list[str]) -> bool:
+    """Whether a problem at `loc` can come from setting `key`: one path is a prefix of the other,
+    the top level (a check across sections) excepted."""
+    n = min(len(loc), len(key))
+    return n > 0 and loc[:n] == key[:n]
 
 
 def _walk(cls: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:

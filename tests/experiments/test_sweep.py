@@ -122,22 +122,8 @@ def test_a_folder_holds_one_sweep(swept):
 
 
 def test_the_command_line_takes_overrides_after_the_sizes(tmp_path, capsys):
-    args = build_parser().parse_args(
-        [
-            "sweep",
-            "--out",
-            "x",
-            "--bottleneck",
-            "residual",
-            "--sizes",
-            "16",
-            "64",
-            "--stages",
-            "1",
-            "2",
-            "train.steps=5",
-        ]
-    )
+    argv = ["sweep", "--out", "x", "--bottleneck", "residual", "--sizes", "16", "64", "--stages", "1", "2"]
+    args = build_parser(argv).parse_args([*argv, "train.steps=5"])
     assert (args.sizes, args.stages, args.trailing_overrides) == ([16, 64], [1, 2], ["train.steps=5"])
     assert main(["sweep", "--out", str(tmp_path), "--bottleneck", "gumbel", "--sizes", "16", "--stages", "2"]) == 2
     assert "--stages sets the depth of the residual bottleneck" in capsys.readouterr().err

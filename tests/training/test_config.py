@@ -10,19 +10,23 @@ from qphi.training import PRESETS, load_run_config
 from qphi.training.config import preset_path
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS if preset_path(p).is_file()])
-def test_every_shipped_preset_loads_with_every_bottleneck(preset, tmp_path):
-    # A preset for a user's own checkpoint (llama3b-paper) ships without a path; give it one.
-    needs_path = preset_path(preset).read_text().find("pretrained: null") >= 0
-    extra = [f"model.pretrained={tmp_path}"] if needs_path else []
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_preset_loads_with_every_bottleneck(preset):
+    assert preset_path(preset).is_file()
     for bottleneck in registry.names():
-        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}", *extra]).phi.bottleneck.name == bottleneck
-        assert load_run_config(preset, extra, bottleneck=bottleneck).phi.bottleneck.name == bottleneck
+        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}"]).phi.bottleneck.name == bottleneck
+        assert load_run_config(preset, bottleneck=bottleneck).phi.bottleneck.name == bottleneck
 
 
-def test_a_preset_for_a_local_checkpoint_says_which_key_to_set():
-    with pytest.raises(QPhiError, match=r"model\.pretrained"):
-        load_run_config("llama3b-paper")
+def test_the_llm_presets_name_their_model():
+    """Nothing to fill in: the paper's model by its hub ID, the offline default by its short name."""
+    assert load_run_config("llama3b-paper").model.pretrained == "meta-llama/Llama-3.2-3B-Instruct"
+    assert load_run_config("smollm2-cpu").model.pretrained == "smollm2"
+
+
+def test_a_pretrained_model_needs_a_name():
+    with pytest.raises(QPhiError, match=r"override 'model\.pretrained=null'.*needs model\.pretrained"):
+        load_run_config("llama3b-paper", ["model.pretrained=null"])
 
 
 def test_paper_preset_has_the_reference_settings():

@@ -15,10 +15,10 @@ from qphi.reports.heatmap import heatmap_html
 from qphi.tasks.data_files import read_jsonl
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "score",
-        help="score texts token by token with a trained PHi layer inside a pretrained LLM",
+        name,
+        help=summary,
         description="Writes tokens.jsonl (per token: text, PHi in nats and bits, per stage, next-token loss, and the "
         "base model's next-token loss), summary.json and heatmap.html (a self-contained page). A --jsonl line is "
         '{"text": ...} (all tokens scored) or {"user": ..., "assistant": ...} (chat template; assistant scored). '

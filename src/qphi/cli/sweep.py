@@ -7,7 +7,7 @@ from pathlib import Path
 
 from qphi.bottlenecks import registry
 from qphi.experiments.sweep import sweep
-from qphi.training.config import PRESETS
+from qphi.presets import PFA_PRESETS
 
 
 class _NumbersThenOverrides(argparse.Action):
@@ -23,17 +23,17 @@ class _NumbersThenOverrides(argparse.Action):
         namespace.trailing_overrides = [*getattr(namespace, "trailing_overrides", []), *(v for v in values if "=" in v)]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "sweep",
-        help="codebook scaling: train one run per codebook size (and RQ depth), write sweep.{json,png,html}",
+        name,
+        help=summary,
         description="Trains (or resumes, or reuses) one run per codebook size K, RQ depth Q and seed under OUT/runs, "
         "evaluates each on fresh samples of every level (PHi, next-token loss, range-coded size of the code stream, "
         "codebook health), and writes sweep.json, sweep.png and sweep.html into OUT. For FSQ a size is the implied "
         "codebook ∏ levels (levels chosen by qphi.bottlenecks.fsq.levels_for). Interrupted? Run the same "
         "command again.",
     )
-    p.add_argument("--preset", default="cpu-quick", choices=PRESETS)
+    p.add_argument("--preset", default="cpu-quick", choices=PFA_PRESETS, help="a preset of the PFA levels")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--bottleneck", required=True, choices=registry.discrete_names())
     p.add_argument(
