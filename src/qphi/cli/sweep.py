@@ -6,21 +6,9 @@ import argparse
 from pathlib import Path
 
 from qphi.bottlenecks import registry
-from qphi.experiments.sweep import sweep
+from qphi.cli.lists import NumbersThenOverrides, overrides
+from qphi.cli.options import config_from_args
 from qphi.presets import PFA_PRESETS
-
-
-class _NumbersThenOverrides(argparse.Action):
-    """`--sizes 16 64 train.steps=100`: the numbers are the option's values and trailing key=value
-    pairs are overrides (a list option would otherwise swallow them)."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        numbers = [v for v in values if "=" not in v]
-        bad = [v for v in numbers if not v.lstrip("-").isdigit()]
-        if bad or not numbers:
-            parser.error(f"argument {option_string}: expected integers, got {' '.join(bad) or 'none'}")
-        setattr(namespace, self.dest, [int(v) for v in numbers])
-        namespace.trailing_overrides = [*getattr(namespace, "trailing_overrides", []), *(v for v in values if "=" in v)]
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -31,32 +19,44 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
         "evaluates each on fresh samples of every level (PHi, next-token loss, range-coded size of the code stream, "
         "codebook health), and writes sweep.json, sweep.png and sweep.html into OUT. For FSQ a size is the implied "
         "codebook ∏ levels (levels chosen by qphi.bottlenecks.fsq.levels_for). Interrupted? Run the same "
-        "command again.",
+        "command again. --plan and --analyse-only split it for a cluster, as in `qphi reproduce`.",
     )
     p.add_argument("--preset", default="cpu-quick", choices=PFA_PRESETS, help="a preset of the PFA levels")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--bottleneck", required=True, choices=registry.discrete_names())
     p.add_argument(
-        "--sizes", nargs="+", required=True, action=_NumbersThenOverrides, metavar="K", help="codebook sizes (16 64 …)"
+        "--sizes", nargs="+", required=True, action=NumbersThenOverrides, metavar="K", help="codebook sizes (16 64 …)"
     )
     p.add_argument(
-        "--stages", nargs="+", action=_NumbersThenOverrides, metavar="Q", help="RQ depths (residual; default: preset's)"
+        "--stages", nargs="+", action=NumbersThenOverrides, metavar="Q", help="RQ depths (residual; default: preset's)"
     )
     p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--jobs", type=int, default=1, help="runs trained and analysed at once, each in its own process")
+    p.add_argument("--threads", type=int, default=1, help="threads per process when --jobs is above 1")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--plan",
+        action="store_true",
+        help="write the training commands (one per line) and SLURM scripts; train nothing",
+    )
+    mode.add_argument(
+        "--analyse-only", action="store_true", help="collect the runs the --plan commands trained; train nothing"
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    sweep(
-        args.preset,
-        args.out,
-        args.bottleneck,
-        tuple(args.sizes),
-        stages=tuple(args.stages) if args.stages else None,
-        seeds=args.seeds,
-        device=args.device,
-        overrides=(*args.overrides, *getattr(args, "trailing_overrides", [])),
-    )
+    from qphi.cli.reproduce import print_plan
+    from qphi.experiments import sweep
+    from qphi.reports.sweep import markdown_table
+
+    config = config_from_args(sweep.SweepConfig, args, overrides=overrides(args))
+    if args.plan:
+        print_plan(sweep.plan(config), config.out, config.replace(analyse_only=True).command())
+        return 0
+    result = sweep.run(config)
+    print(markdown_table(result))
+    print(f"reports in {config.out} ({result.wall_time_s / 60:.1f} min)")
     return 0

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from qphi.errors import QPhiError
+from qphi.evaluation.codebook_health import CodebookHealth
 from qphi.evaluation.nl_levels import evaluate_nl_levels
 from qphi.models import PHiModel
 from qphi.models.pretrained import load_tokenizer
@@ -144,15 +145,28 @@ class MixtureSource:
     def batches(self, first_row: int, rows: int) -> Dataset:
         return MixtureBatches(self, first_row, rows)
 
-    def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
+    def evaluate(self, model: PHiModel, device: torch.device, step: int) -> MixtureEvaluation:
         mix = self.config.data.mixture
-        return evaluate_nl_levels(
+        evaluation = evaluate_nl_levels(
             model,
             self.tokenizer,
             self.eval_texts,
             max_tokens=mix.eval_max_tokens,
             batch_size=mix.eval_batch_size,
         )
+        return MixtureEvaluation(step=step, bottleneck=self.config.phi.bottleneck.name, **evaluation)
+
+
+@dataclass(frozen=True)
+class MixtureEvaluation:
+    """eval.json of a pretrained-LLM run: PHi and next-token loss per natural-language level and text."""
+
+    step: int
+    bottleneck: str
+    levels: dict[str, dict[str, Any]]  # see `evaluate_nl_levels`
+    texts: list[dict[str, Any]]
+    max_tokens: int | None
+    codebook_health: CodebookHealth | None = None  # not measured on these texts
 
 
 def pack_documents(rows: list[list[tuple[_Tokens, MixtureDocument]]], row_length: int, pad_id: int) -> Batch:
