@@ -238,6 +238,28 @@ def pickled_model_weights(i: Inputs) -> list[str]:
     return pretrained(i, folder)
 
 
+def model_folder(i: Inputs, name: str, **config: object) -> Path:
+    """A copy of the tiny Llama's folder with keys of config.json replaced."""
+    folder = Path(shutil.copytree(i.llm_model, i.tmp / name))
+    original = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**original, **config}))
+    return folder
+
+
+@case("asks to run Python code shipped with the model (auto_map), which qphi never does", "use a checkpoint of an")
+def model_folder_with_its_own_code(i: Inputs) -> list[str]:
+    auto_map = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
+    folder = model_folder(i, "custom-code", model_type="evilnet", auto_map=auto_map)
+    # run, it would create a file, which the catalogue's rule then catches
+    (folder / "evil.py").write_text(f"open({str(i.tmp / 'code-ran')!r}, 'w').close()\n")
+    return pretrained(i, folder)
+
+
+@case("cannot be loaded by transformers (The checkpoint you are trying to load has model type `unknownnet`", "use a")
+def model_folder_of_an_unknown_architecture(i: Inputs) -> list[str]:
+    return pretrained(i, model_folder(i, "unknown", model_type="unknownnet"))
+
+
 # ------------------------------------------------------------------ run directories
 
 
