@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from qphi.training import load_run_config, train
+from qphi.training.run_dir import check_config_source
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume or any(o.replace(" ", "").lower() == "resume=true" for o in args.overrides)
     config = load_run_config(args.config, overrides)
     out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck}"
+    check_config_source(out, args.config)
     result = train(config, out, resume=resume)
     if result.interrupted:
         if result.is_main:

@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from qphi.errors import QPhiError
 from qphi.io import write_json
 from qphi.training import RunConfig, train
-from qphi.training.checkpoint import latest_step
 from qphi.training.distributed import check_device
+from qphi.training.run_dir import latest_step
 
 EXPERIMENT_MARKERS = {"reproduce.json": "reproduction", "sweep_config.json": "sweep"}
 
