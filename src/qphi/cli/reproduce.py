@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qphi.cli.numbers import at_least
 from qphi.experiments.reproduce import reproduce
 from qphi.phi.config import BOTTLENECKS
 from qphi.training.config import PRESETS
@@ -20,10 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preset", default="cpu-quick", choices=PRESETS)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seeds", type=int, help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
+    p.add_argument("--seeds", type=at_least(1), help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
     p.add_argument("--bottlenecks", nargs="+", default=list(BOTTLENECKS), metavar="NAME", help=" ".join(BOTTLENECKS))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--icl-prompts", type=int, default=64, help="prompts for the in-context-learning competence test")
+    p.add_argument(
+        "--icl-prompts", type=at_least(0), default=64, help="prompts for the in-context-learning competence test"
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)
 
