@@ -487,6 +487,10 @@ def score(i: Inputs, *args: str | Path) -> list[str]:
     return ["score", "--phi", str(i.llm_run), *map(str, args), "--out", str(i.tmp / "out")]
 
 
+def score_a_tale(i: Inputs, *args: str | Path) -> list[str]:
+    return score_a_tale(i, *args)
+
+
 @case("is empty", "give it some text to score")
 def score_an_empty_text(i: Inputs) -> list[str]:
     return score(i, "--text", i.file("empty.txt", " \n"))
@@ -533,12 +537,12 @@ def score_a_jsonl_record_without_text(i: Inputs) -> list[str]:
 @case("is not the base model of", "omit --model, or pass a run trained inside that model")
 def score_with_another_base_model(i: Inputs) -> list[str]:
     (i.tmp / "other-model").mkdir()
-    return score(i, "--text", i.file("t.txt", "Once upon a time"), "--model", i.tmp / "other-model")
+    return score_a_tale(i, "--model", i.tmp / "other-model")
 
 
 @case("not found: pass 'smollm2'", "a Hugging Face checkpoint directory or a .gguf file")
 def score_with_a_missing_model(i: Inputs) -> list[str]:
-    return score(i, "--text", i.file("t.txt", "Once upon a time"), "--model", i.tmp / "no-such-model")
+    return score_a_tale(i, "--model", i.tmp / "no-such-model")
 
 
 @case("cannot write", "choose a writable output folder")
@@ -763,32 +767,33 @@ def evaluate_with_a_folder_where_eval_json_goes(i: Inputs) -> list[str]:
     return ["eval", str(run)]
 
 
+def pointing(i: Inputs, content: str | bytes) -> Path:
+    """A copy of the run whose `checkpoints/latest` holds `content`."""
+    run = i.copy_run()
+    latest = run / "checkpoints" / "latest"
+    latest.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return run
+
+
 @case("checkpoints/latest' is empty", "write the name of one of its checkpoints (step-0000002, step-0000004) into it")
 def empty_latest_pointer(i: Inputs) -> list[str]:
-    run = i.copy_run()
-    (run / "checkpoints" / "latest").write_text("")
-    return ["eval", str(run)]
+    return ["eval", str(pointing(i, ""))]
 
 
 @case("checkpoints/latest' cannot be read (not UTF-8 text)", "or delete it to continue from the newest")
 def latest_pointer_that_is_not_utf8(i: Inputs) -> list[str]:
-    run = i.copy_run()
-    (run / "checkpoints" / "latest").write_bytes(b"step-\xff\xfe")
-    return ["train", "cpu-quick", *TINY, "--out", str(run), "--resume"]
+    return ["train", "cpu-quick", *TINY, "--out", str(pointing(i, b"step-\xff\xfe")), "--resume"]
 
 
 @case("which is not a checkpoint folder of this run", "write the name of one of its checkpoints")
 def latest_pointer_into_another_run(i: Inputs) -> list[str]:
-    run, other = i.copy_run(), i.copy_run("other")
-    (run / "checkpoints" / "latest").write_text(f"../../{other.name}/checkpoints/step-0000004\n")
-    return ["eval", str(run)]
+    other = i.copy_run("other")
+    return ["eval", str(pointing(i, f"../../{other.name}/checkpoints/step-0000004\n"))]
 
 
 @case("names step-0000009, which does not exist", "or delete it to continue from the newest")
 def latest_pointer_to_a_missing_checkpoint(i: Inputs) -> list[str]:
-    run = i.copy_run()
-    (run / "checkpoints" / "latest").write_text("step-0000009\n")
-    return ["eval", str(run)]
+    return ["eval", str(pointing(i, "step-0000009\n"))]
 
 
 @case("is of step 4, beyond train.steps=3", "set train.steps=4 or more to continue it")
@@ -942,22 +947,22 @@ def optimizer_settings_edited_in_the_state_file(i: Inputs) -> list[str]:
 
 @case("argument --max-tokens", "must be at least 1, got 0: pass 1 or more")
 def score_no_tokens(i: Inputs) -> list[str]:
-    return score(i, "--text", i.file("t.txt", "Once upon a time"), "--max-tokens", "0")
+    return score_a_tale(i, "--max-tokens", "0")
 
 
 @case("argument --max-tokens", "must be at least 1, got -2: pass 1 or more")
 def score_a_negative_number_of_tokens(i: Inputs) -> list[str]:
-    return score(i, "--text", i.file("t.txt", "Once upon a time"), "--max-tokens", "-2")
+    return score_a_tale(i, "--max-tokens", "-2")
 
 
 @case("argument --max-tokens", "expected a whole number in decimal digits, got '1e3': write it like 16")
 def score_a_number_of_tokens_in_scientific_notation(i: Inputs) -> list[str]:
-    return score(i, "--text", i.file("t.txt", "Once upon a time"), "--max-tokens", "1e3")
+    return score_a_tale(i, "--max-tokens", "1e3")
 
 
 @case("argument --batch-size", "must be at least 1, got 0: pass 1 or more")
 def score_in_batches_of_none(i: Inputs) -> list[str]:
-    return score(i, "--text", i.file("t.txt", "Once upon a time"), "--batch-size", "0")
+    return score_a_tale(i, "--batch-size", "0")
 
 
 @case("argument --batch-size", "must be at least 1, got 0: pass 1 or more")
