@@ -488,7 +488,7 @@ def score(i: Inputs, *args: str | Path) -> list[str]:
 
 
 def score_a_tale(i: Inputs, *args: str | Path) -> list[str]:
-    return score_a_tale(i, *args)
+    return score(i, "--text", i.file("t.txt", "Once upon a time"), *args)
 
 
 @case("is empty", "give it some text to score")
@@ -719,6 +719,16 @@ def rank_beyond_the_world_size(i: Inputs) -> list[str]:
 @case("cannot write", "(File name too long): choose a shorter output folder")
 def output_folder_name_too_long(i: Inputs) -> list[str]:
     return [*quick_train(i, *TINY)[:-1], str(i.tmp / ("x" * 300) / "run")]
+
+
+@case("is too long (File name too long)", "use shorter names")
+def config_path_too_long(i: Inputs) -> list[str]:
+    return ["train", str(i.tmp / ("x" * 300) / "config.yaml"), "--out", str(i.tmp / "out")]
+
+
+@case("is too long (File name too long)", "use shorter names")
+def config_file_with_an_output_folder_name_too_long(i: Inputs) -> list[str]:
+    return ["train", str(i.file("config.yaml", "train: {steps: 2}\n")), "--out", str(i.tmp / ("x" * 300) / "run")]
 
 
 @case("is the run directory's own config.yaml, which training replaces with the resolved config", "pass a copy")

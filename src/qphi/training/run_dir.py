@@ -150,7 +150,10 @@ def save_checkpoint(
     final = checkpoint.write(root, step, model_state, optimizer_state, **fields)
     write_text(root / "latest", final.name + "\n")
     # never the one just written, even if folders of later steps (from before a resume) remain
-    others = sorted(p for p in root.glob("step-*") if p.is_dir() and p != final)
+    others = sorted(
+        (p for p in root.glob("step-*") if checkpoint.step_of(p.name) is not None and p.is_dir() and p != final),
+        key=lambda p: checkpoint.step_of(p.name),
+    )
     for old in others[: -(keep - 1) or None]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -163,15 +166,16 @@ def wiring(config: RunConfig) -> dict[str, Any]:
 
 def check_wiring(ckpt: checkpoint.Checkpoint, config: RunConfig) -> None:
     """The config must build the model the checkpoint was trained as: the shapes can agree while
-    the PHi layer sits after another block."""
+    the PHi layer sits after another block. Keys that only one side knows (a setting added to
+    qphi after the checkpoint was written) are not compared."""
     if ckpt.state.wiring is None:  # format 1: not recorded
         return
     saved, now = _flat(ckpt.state.wiring), _flat(wiring(config))
-    for key in sorted(set(saved) | set(now)):
-        if saved.get(key) != now.get(key) and key not in MOVABLE_WIRING:
+    for key in sorted(set(saved) & set(now) - MOVABLE_WIRING):
+        if saved[key] != now[key]:
             raise QPhiError(
-                f"checkpoint '{ckpt.path}' was trained with {key}={saved.get(key)!r}, not {now.get(key)!r} as the config "
-                f"says: set {key}={saved.get(key)!r} (in config.yaml, and on the command line when resuming)"
+                f"checkpoint '{ckpt.path}' was trained with {key}={saved[key]!r}, not {now[key]!r} as the config "
+                f"says: set {key}={saved[key]!r} (in config.yaml, and on the command line when resuming)"
             )
 
 
@@ -236,13 +240,11 @@ def kept_metrics(run_dir: Path, start: int, steps: int) -> str | None:
     path = run_dir / METRICS
     if not path.is_file():
         return None
-    fix = "delete that line, or the whole file (it is a log: training does not need it)"
+    fix = "or the whole file (it is a log: training does not need it)"
     try:
         lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError as e:
-        raise QPhiError(
-            f"'{path}' is not UTF-8 text (byte {e.start}): {fix.replace('that line', 'the damaged line')}"
-        ) from None
+        raise QPhiError(f"'{path}' is not UTF-8 text (byte {e.start}): delete the damaged line, {fix}") from None
     kept = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -252,9 +254,11 @@ def kept_metrics(run_dir: Path, start: int, steps: int) -> str | None:
         except json.JSONDecodeError:
             if number == len(lines):
                 break
-            raise QPhiError(f"'{path}' line {number} is not a JSON record: {fix}") from None
+            raise QPhiError(f"'{path}' line {number} is not a JSON record: delete that line, {fix}") from None
         if not (isinstance(record, dict) and type(record.get("step")) is int and isinstance(record.get("kind"), str)):
-            raise QPhiError(f"'{path}' line {number} is not a metrics record (with an integer step and a kind): {fix}")
+            raise QPhiError(
+                f"'{path}' line {number} is not a metrics record (with an integer step and a kind): delete that line, {fix}"
+            )
         step = record["step"]
         if step < start or (step == start and (record["kind"] == "train" or start < steps)):
             kept.append(line if line.endswith("\n") else line + "\n")

@@ -116,7 +116,7 @@ class Trainer:
                 try:
                     stack.enter_context(RunLock(self.run_dir))
                     clean_leftovers(self.run_dir)
-                except QPhiError as e:
+                except Exception as e:  # raised after every process has heard of it
                     refusal = e
             if distributed.any_across_ranks(refusal is not None, self.ctx):
                 raise refusal or QPhiError(
@@ -148,17 +148,22 @@ class Trainer:
             self.net = DistributedDataParallel(self.net, device_ids=device_ids)
         self.source = build_source(self.config)
 
-    def _restore(self) -> int:
-        """Load the checkpoint to continue from (step 0 without one), checked whole first."""
+    def _checkpoint(self) -> checkpoint.Checkpoint | None:
+        """The checkpoint to continue from (None: start at step 0), checked whole."""
         path = latest(self.run_dir)
         if path is None:
-            return 0
+            return None
         ckpt = checkpoint.load(path)
         check_resumable(ckpt, self.config, self.ctx.world_size)
-        checkpoint.load_weights(self.model, ckpt)
-        checkpoint.load_optimizer(self.optimizer, ckpt)
-        self.window = _Window.restore(ckpt.state.metrics_window)
-        return ckpt.step
+        return ckpt
+
+    def _restore(self, ckpt: checkpoint.Checkpoint | None) -> None:
+        """The checkpoint's weights, optimizer state and unlogged metric sums, each checked
+        against the model and optimizer just built."""
+        self.window = _Window.restore(ckpt.state.metrics_window if ckpt else None)
+        if ckpt is not None:
+            checkpoint.load_weights(self.model, ckpt)
+            checkpoint.load_optimizer(self.optimizer, ckpt)
 
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool, evaluate: bool = True) -> TrainResult:
@@ -166,12 +171,14 @@ class Trainer:
             return self._fit(resume, evaluate)
 
     def _fit(self, resume: bool, evaluate: bool) -> TrainResult:
-        prepare(self.run_dir, self.config, resume)
-        self._build()
-        self.window = _Window()
-        start = self._restore() if resume else 0
         cfg = self.config.train
-        records = kept_metrics(self.run_dir, start, cfg.steps) if self.ctx.is_main else None
+        # every process checks everything (and so refuses together) before the model is built
+        prepare(self.run_dir, self.config, resume)
+        ckpt = self._checkpoint() if resume else None
+        start = ckpt.step if ckpt else 0
+        records = kept_metrics(self.run_dir, start, cfg.steps)
+        self._build()
+        self._restore(ckpt)
         # nothing was written until here: a refused start leaves the run directory as it was
         if self.ctx.is_main:  # an unwritable run directory fails here, as a QPhiError from write_text
             write_text(self.run_dir / CONFIG, config_text(self.config))
