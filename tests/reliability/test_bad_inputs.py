@@ -785,6 +785,12 @@ def pointing(i: Inputs, content: str | bytes) -> Path:
     return run
 
 
+@case("checkpoints' is a file, where the run keeps a folder", "remove or rename it")
+def train_with_a_file_where_the_checkpoints_go(i: Inputs) -> list[str]:
+    i.file("out/checkpoints", "my notes")
+    return quick_train(i, *TINY)
+
+
 @case("checkpoints/latest' is empty", "write the name of one of its checkpoints (step-0000002, step-0000004) into it")
 def empty_latest_pointer(i: Inputs) -> list[str]:
     return ["eval", str(pointing(i, ""))]

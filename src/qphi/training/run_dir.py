@@ -218,6 +218,9 @@ def prepare(run_dir: Path, config: RunConfig, resume: bool) -> None:
     for name in (CONFIG, METRICS, EVAL, f"{CHECKPOINTS}/latest"):
         if (run_dir / name).is_dir():
             raise QPhiError(f"'{run_dir / name}' is a folder, where the run writes a file: remove or rename it")
+    for name in (CHECKPOINTS, "tensorboard"):
+        if (run_dir / name).exists() and not (run_dir / name).is_dir():
+            raise QPhiError(f"'{run_dir / name}' is a file, where the run keeps a folder: remove or rename it")
     if not (run_dir / CONFIG).is_file():
         return
     if not resume and latest(run_dir) is not None:
@@ -266,16 +269,21 @@ def kept_metrics(run_dir: Path, start: int, steps: int) -> str | None:
 
 
 def clean_leftovers(run_dir: Path) -> None:
-    """Remove what a killed write left: hidden temporary files (`.NAME.*.tmp`, see qphi.io) and
-    checkpoint folders (`checkpoints/.step-N.*`). Only the lock holder may call this."""
-    for folder in (run_dir, run_dir / CHECKPOINTS):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file():
-                path.unlink()
-            elif folder.name == CHECKPOINTS and path.name.startswith(".step-") and path.is_dir():
-                shutil.rmtree(path)
+    """Remove what a killed write of the run left: the temporary files of its atomic writes
+    (`.config.yaml.*.tmp`, …; see qphi.io) and half-written checkpoint folders
+    (`checkpoints/.step-N.*`). Nothing else: `--out` may name a folder that holds other files.
+    Only the lock holder may call this."""
+    root = run_dir / CHECKPOINTS
+    temporary = [
+        *(p for name in (CONFIG, METRICS, EVAL) for p in run_dir.glob(f".{name}.*.tmp")),
+        *root.glob(".latest.*.tmp"),
+    ]
+    for path in temporary:
+        if path.is_file():
+            path.unlink()
+    for path in root.glob(".step-*.*"):
+        if path.is_dir() and checkpoint.step_of(path.name[1:].split(".")[0]) is not None:
+            shutil.rmtree(path)
 
 
 class RunLock:
