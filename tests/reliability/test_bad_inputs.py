@@ -454,6 +454,12 @@ def reproduce_into_another_reproduction(i: Inputs) -> list[str]:
     return ["reproduce", "--out", str(out), "train.steps=5"]
 
 
+@case("reproduce.json' is not valid JSON", "delete it so that it is written again")
+def reproduce_into_a_folder_with_a_torn_marker(i: Inputs) -> list[str]:
+    i.file("out/reproduce.json", '{"preset": "cpu-qu')
+    return ["reproduce", "--out", str(i.tmp / "out"), *TINY]
+
+
 @case("holds a reproduction (reproduce.json), not a sweep", "choose another --out folder")
 def sweep_into_a_reproduction(i: Inputs) -> list[str]:
     i.file("out/reproduce.json", json.dumps({"preset": "cpu-quick", "overrides": []}))
