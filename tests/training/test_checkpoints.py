@@ -119,12 +119,12 @@ def test_a_failed_save_leaves_the_previous_checkpoint_in_place(run, monkeypatch)
 
     def fail(path, obj):
         if obj.get("step") == 6:
-            raise OSError("disk full")
+            raise OSError("simulated I/O failure")
         return original(path, obj)
 
     with monkeypatch.context() as patch:
         patch.setattr(checkpoint, "write_json", fail)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(OSError, match="simulated I/O failure"):
             train(tiny_config(*SCHEDULE), run, resume=True)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-0000003"]
     train(tiny_config(*SCHEDULE), run, resume=True)

@@ -160,7 +160,7 @@ def load(path: Path) -> Checkpoint:
         raise QPhiError(f"checkpoint '{path}' is incomplete (no {STATE}): {fix}")
     try:
         state = CheckpointState.model_validate(json.loads(state_file.read_text(encoding="utf-8")))
-        _verify_files(path, state)
+        _verify_files(path, state, fix)
         model = load_file(str(path / "model.safetensors"))
         optimizer = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state.optimizer)
     except ValidationError as e:
@@ -169,8 +169,6 @@ def load(path: Path) -> Checkpoint:
         raise QPhiError(f"checkpoint '{path}' has a damaged {STATE} ({where}: {first['msg']}): {fix}") from None
     except (OSError, ValueError, SafetensorError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise QPhiError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {e}): {fix}") from None
-    except _Damaged as e:
-        raise QPhiError(f"checkpoint {e}: {fix}") from None
     if state.step != step:
         raise QPhiError(f"checkpoint '{path}' says it is of step {state.step}, not {step} as its name says: {fix}")
     tensors = {**model, **{f"optimizer {i}.{k}": v for i, s in optimizer["state"].items() for k, v in s.items()}}
@@ -184,23 +182,19 @@ def load(path: Path) -> Checkpoint:
     return Checkpoint(path=path, step=step, model=model, optimizer=optimizer, state=state)
 
 
-class _Damaged(Exception):
-    """A file of a checkpoint that does not match its state file."""
-
-
-def _verify_files(path: Path, state: CheckpointState) -> None:
+def _verify_files(path: Path, state: CheckpointState, fix: str) -> None:
     """Every file but state.json must be listed with its hash, and both tensor files must be there:
     an empty or partial `files` map would otherwise switch the check off."""
     present = {p.name for p in path.iterdir()} - {STATE}
     listed = set(state.files)
     unlisted = sorted((present | set(TENSOR_FILES)) - listed)
     if unlisted:
-        raise _Damaged(f"'{path}' has files its {STATE} does not vouch for ({', '.join(unlisted)})")
+        raise QPhiError(f"checkpoint '{path}' has files its {STATE} does not vouch for ({', '.join(unlisted)}): {fix}")
     for name in sorted(listed):
         if name not in present or Path(name).name != name:
-            raise _Damaged(f"file '{path / name}' named in its {STATE} is missing")
+            raise QPhiError(f"checkpoint file '{path / name}' named in its {STATE} is missing: {fix}")
         if _sha256(path / name) != state.files[name]:
-            raise _Damaged(f"file '{path / name}' is corrupted (hash mismatch)")
+            raise QPhiError(f"checkpoint file '{path / name}' is corrupted (hash mismatch): {fix}")
 
 
 def load_weights(model: PHiModel, ckpt: Checkpoint) -> None:
