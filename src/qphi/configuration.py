@@ -15,10 +15,10 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from qphi.errors import QPhiError, closest
 
@@ -27,6 +27,15 @@ C = TypeVar("C", bound="Config")
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_truth_values_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads `true` as 1 for a number (`train.steps=true` would train one step)."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and {int, float} & {annotation, *get_args(annotation)}:
+            raise ValueError("must be a number, not true or false")
+        return value
 
     def replace(self: C, **changes: Any) -> C:
         """A validated copy with some fields changed."""

@@ -655,6 +655,16 @@ def adam_betas_outside_zero_one(i: Inputs) -> list[str]:
     return quick_train(i, "optim.betas=[2,3]")
 
 
+@case("'train.steps': must be a number, not true or false", "(got True)")
+def steps_given_a_truth_value(i: Inputs) -> list[str]:
+    return quick_train(i, "train.steps=true")  # pydantic alone reads it as 1
+
+
+@case("argument --sizes", "expected integers, got ²")
+def sweep_a_size_in_superscript(i: Inputs) -> list[str]:
+    return ["sweep", "--out", str(i.tmp / "out"), "--bottleneck", "vq", "--sizes", "²"]
+
+
 @case("'optim.lr': Input should be a finite number", "(got inf)")
 def infinite_learning_rate(i: Inputs) -> list[str]:
     return quick_train(i, "optim.lr=.inf")
