@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,3 +72,26 @@ def test_a_folder_or_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
         read_json(tmp_path / "dir.json", Result)
     with pytest.raises(QPhiError, match="does not exist"):
         read_json(tmp_path / "missing.json", Result)
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def test_files_and_folders_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    """What qphi writes is as readable as what `open` and `mkdir` make under the same umask."""
+    from qphi.training.run_dir import save_checkpoint
+
+    plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
+    plain_file.write_text("x")
+    plain_dir.mkdir()
+    write_json(tmp_path / "out" / "r.json", {"a": 1})
+    folder = save_checkpoint(tmp_path / "run", 3, {"w": torch.zeros(2)}, {"state": {}, "param_groups": []}, keep=1)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(plain_file) == 0o666 & ~umask and mode(plain_dir) == 0o777 & ~umask
+    for written in (tmp_path / "out" / "r.json", folder / "model.safetensors", folder / "state.json"):
+        assert mode(written) == mode(plain_file), written
+    assert mode(folder) == mode(plain_dir)

@@ -173,7 +173,7 @@ def wrong_type(i: Inputs) -> list[str]:
     return quick_train(i, "train.steps=many")
 
 
-@case("'phi.bottleneck'", "Input should be 'continuous', 'gumbel', 'vq', 'residual' or 'fsq' (got 'vae')")
+@case("'phi.bottleneck': unknown bottleneck 'vae'", "choose one of continuous, gumbel, vq, residual, fsq")
 def unknown_bottleneck(i: Inputs) -> list[str]:
     return quick_train(i, "phi.bottleneck=vae")
 
@@ -230,19 +230,25 @@ def world_size_without_torchrun(i: Inputs) -> list[str]:
 # ------------------------------------------------------------------ data and models
 
 
-@case("not found at", "pass the path of a folder holding train.jsonl")
+@case("not found at", "download it with `qphi data fetch math`")
 def missing_data_path(i: Inputs) -> list[str]:
     return pretrained(
         i, i.llm_model, f"data.mixture.math_path={i.tmp / 'no-math'}", f"data.mixture.gsm8k_path={i.data / 'gsm8k'}"
     )
 
 
-@case("model '", "not found: pass 'smollm2', a Hugging Face checkpoint directory or a .gguf file")
+@case(
+    "model '",
+    "not found: pass 'smollm2', a Hugging Face hub ID (org/name[@revision]), a checkpoint directory or a .gguf file",
+)
 def missing_model_path(i: Inputs) -> list[str]:
     return pretrained(i, i.tmp / "no-such-model")
 
 
-@case("missing.gguf' not found", "pass 'smollm2', a Hugging Face checkpoint directory or a .gguf file")
+@case(
+    "missing.gguf' not found",
+    "pass 'smollm2', a Hugging Face hub ID (org/name[@revision]), a checkpoint directory or a .gguf file",
+)
 def missing_gguf(i: Inputs) -> list[str]:
     return pretrained(i, i.tmp / "missing.gguf")
 
@@ -332,8 +338,8 @@ def with_bottleneck(i: Inputs, bottleneck: str) -> Path:
 
 
 WIRED_FOR_GUMBEL = (
-    "was trained with phi.bottleneck='gumbel', not 'vq' as the config says",
-    "set phi.bottleneck='gumbel'",
+    "was trained with phi.bottleneck.name='gumbel', not 'vq' as the config says",
+    "set phi.bottleneck.name back to 'gumbel' in config.yaml",
 )
 
 
@@ -358,14 +364,14 @@ def evaluate_a_format_1_checkpoint_of_another_bottleneck(i: Inputs) -> list[str]
     return ["eval", str(i.edit_state(with_bottleneck(i, "vq"), unwired))]
 
 
-@case("was trained with model.phi_after=0, not 1 as the config says", "set model.phi_after=0")
+@case("was trained with model.phi_after=0, not 1 as the config says", "set model.phi_after back to 0")
 def evaluate_after_moving_the_phi_layer_in_config_yaml(i: Inputs) -> list[str]:
     run = i.copy_run()  # two blocks: the layer after block 1 has the same shapes as after block 0
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("phi_after: 0", "phi_after: 1"))
     return ["eval", str(run)]
 
 
-@case("was trained with model.phi_after=0, not 1 as the config says", "set model.phi_after=0")
+@case("was trained with model.phi_after=0, not 1 as the config says", "set model.phi_after back to 0")
 def resume_after_moving_the_phi_layer_in_config_yaml(i: Inputs) -> list[str]:
     run = i.copy_run()
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("phi_after: 0", "phi_after: 1"))
@@ -546,7 +552,7 @@ def score_with_another_base_model(i: Inputs) -> list[str]:
     return score_a_tale(i, "--model", i.tmp / "other-model")
 
 
-@case("not found: pass 'smollm2'", "a Hugging Face checkpoint directory or a .gguf file")
+@case("not found: pass 'smollm2'", "a checkpoint directory or a .gguf file")
 def score_with_a_missing_model(i: Inputs) -> list[str]:
     return score_a_tale(i, "--model", i.tmp / "no-such-model")
 
@@ -564,7 +570,10 @@ def score_with_a_from_scratch_run(i: Inputs) -> list[str]:
     return ["score", "--phi", str(i.run), "--text", str(i.file("t.txt", "hello")), "--out", str(i.tmp / "out")]
 
 
-@case("natural-language levels not found at", "pass the path of a folder of {level, user, assistant} JSON files")
+@case(
+    "natural-language levels not found at",
+    "the path of a folder of {level, user, assistant} JSON files (the command's --data option",
+)
 def nl_levels_from_a_missing_folder(i: Inputs) -> list[str]:
     return ["nl-levels", str(i.llm_run), "--data", str(i.tmp / "no-levels"), "--out", str(i.tmp / "out")]
 
@@ -579,7 +588,7 @@ def correctness_with_one_sample(i: Inputs) -> list[str]:
     return ["correctness", str(i.llm_run), "--dataset", "math", "--samples-per-question", "1"]
 
 
-@case("MATH test split not found at", "pass the path of a folder holding test.jsonl")
+@case("MATH test split not found at", "or give the path of a folder holding test.jsonl")
 def correctness_on_a_missing_dataset(i: Inputs) -> list[str]:
     return ["correctness", str(i.llm_run), "--dataset", "math", "--data", str(i.tmp / "no-math")]
 
@@ -655,7 +664,7 @@ def adam_betas_outside_zero_one(i: Inputs) -> list[str]:
     return quick_train(i, "optim.betas=[2,3]")
 
 
-@case("'train.steps': must be a number, not true or false", "(got True)")
+@case("override 'train.steps=true'", "'train': steps must be a number, not true")
 def steps_given_a_truth_value(i: Inputs) -> list[str]:
     return quick_train(i, "train.steps=true")  # pydantic alone reads it as 1
 

@@ -15,10 +15,10 @@ from qphi.evaluation.correctness import GenerationSettings, analyse, generate, s
 from qphi.tasks.reasoning import load_gsm8k, load_math
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "correctness",
-        help="sample reasoning chains, score them with PHi, and test whether PHi picks correct ones",
+        name,
+        help=summary,
         description="Generates --samples-per-question rationales per question with the base model (PHi layer "
         "bypassed, batched, KV cache), checks their answers, scores them with the PHi layer, and writes "
         "correctness.json and correctness.png. generations.jsonl and scores.jsonl in --out are caches: rerunning "
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     title = f"{args.dataset}: PHi after block {config.model.phi_after}"
     write_report(out, analysis, meta, title=title)
     print(
-        f"{'level':<6} {'questions':>9} {'mixed':>6} {'accuracy':>9} {'highest PHi':>12} {'lowest NLL':>11} {'random':>7} {'partial r':>10}"
+        f"{'level':<6} {'questions':>9} {'mixed':>6} {'accuracy':>9} {'flexible':>9} {'highest PHi':>12} {'lowest NLL':>11} {'random':>7} {'partial r':>10}"
     )
     for name, v in analysis["levels"].items():
         cells = [
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             for k in ("highest_phi", "lowest_nll", "random", "partial_correlation")
         ]
         print(
-            f"{name:<6} {v['n_questions']:>9d} {v['n_mixed']:>6d} {v['accuracy']:>9.3f} {cells[0]:>12} {cells[1]:>11} "
+            f"{name:<6} {v['n_questions']:>9d} {v['n_mixed']:>6d} {v['accuracy']:>9.3f} {v.get('accuracy_flexible', math.nan):>9.3f} {cells[0]:>12} {cells[1]:>11} "
             f"{cells[2]:>7} {cells[3]:>10}"
         )
     print(f"wrote {out / 'correctness.json'}")

@@ -7,15 +7,15 @@ import argparse
 from pathlib import Path
 
 from qphi.cli.numbers import at_least
-from qphi.io import write_json
-from qphi.reports.tables import health_table, level_table
-from qphi.training import load_run
-from qphi.training.data import build_source
-from qphi.training.run_dir import EVAL, RunLock
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained run on fresh samples of every level")
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description="Evaluates the run's latest checkpoint on fresh samples of every level and writes "
+        "RUN_DIR/eval.json.",
+    )
     p.add_argument("run_dir", type=Path)
     p.add_argument("--samples", type=at_least(1), help="blocks per level (default: the run's eval.samples_per_level)")
     p.add_argument("--device", default="cpu")
@@ -23,12 +23,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qphi.io import write_json
+    from qphi.reports.tables import health_table, level_table
+    from qphi.training import load_run
+    from qphi.training.data import build_source
+    from qphi.training.run_dir import EVAL, RunLock
+
     with RunLock(args.run_dir, create=False):  # eval.json is the run's: no training may write it meanwhile
         config, model, step = load_run(args.run_dir, args.device)
         if args.samples is not None:
             config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))
-        source = build_source(config)
-        summary = {"step": step, "bottleneck": config.phi.bottleneck, **source.evaluate(model, args.device)}
+        summary = {
+            "step": step,
+            "bottleneck": config.phi.bottleneck.name,
+            **build_source(config).evaluate(model, args.device),
+        }
         write_json(args.run_dir / EVAL, summary)
     print(level_table(summary["levels"]))
     if summary["codebook_health"]:

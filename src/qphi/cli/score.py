@@ -16,10 +16,10 @@ from qphi.reports.heatmap import heatmap_html
 from qphi.tasks.data_files import read_jsonl
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "score",
-        help="score texts token by token with a trained PHi layer inside a pretrained LLM",
+        name,
+        help=summary,
         description="Writes tokens.jsonl (per token: text, PHi in nats and bits, per stage, next-token loss, and the "
         "base model's next-token loss), summary.json and heatmap.html (a self-contained page). A --jsonl line is "
         '{"text": ...} (all tokens scored) or {"user": ..., "assistant": ...} (chat template; assistant scored). '
@@ -123,12 +123,14 @@ def run(args: argparse.Namespace) -> int:
         "step": step,
         "model": config.model.pretrained,
         "phi_after": config.model.phi_after,
-        "bottleneck": config.phi.bottleneck,
+        "bottleneck": config.phi.bottleneck.name,
         "overall": summarize(scores),
         "texts": [{"title": t, **s.summary()} for t, s in zip(titles, scores, strict=True)],
     }
     write_json(args.out / "summary.json", summary)
-    heading = f"PHi of {config.model.pretrained} (layer after block {config.model.phi_after}, {config.phi.bottleneck})"
+    heading = (
+        f"PHi of {config.model.pretrained} (layer after block {config.model.phi_after}, {config.phi.bottleneck.name})"
+    )
     write_text(args.out / "heatmap.html", heatmap_html(scores, titles, heading=heading))
     overall = summary["overall"]
     print(

@@ -197,6 +197,7 @@ def generate(
                 "answer": problem.answer,
                 "rationales": rationales,
                 "correct": [problem.is_correct(r) for r in rationales],
+                "correct_flexible": [problem.is_correct(r, flexible=True) for r in rationales],
                 "settings": meta,
             }
             append_jsonl(cache, record)
@@ -235,7 +236,14 @@ def score(
             for i, s in zip(kept, scores, strict=True):
                 summary = s.summary()
                 phi[i], nll[i] = summary["phi_mean"], summary["nll_mean"]
-            entry = {"id": record["id"], "level": record["level"], "correct": record["correct"], "phi": phi, "nll": nll}
+            entry = {
+                "id": record["id"],
+                "level": record["level"],
+                "correct": record["correct"],
+                "correct_flexible": record.get("correct_flexible"),
+                "phi": phi,
+                "nll": nll,
+            }
             append_jsonl(cache, entry)
             done[record["id"]] = entry
         out.append(done[record["id"]])
@@ -272,6 +280,9 @@ def _level(records: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict
         "n_mixed": int(mixed.sum()),
         "accuracy": float(correct[valid].mean()) if valid.any() else math.nan,
     }
+    flexible = [r.get("correct_flexible") for r in records]  # absent from caches of older versions
+    if valid.any() and None not in flexible:
+        entry["accuracy_flexible"] = float(np.array(flexible, dtype=bool)[valid].mean())
     if mixed.sum() >= 2:
         c, v = correct[mixed], valid[mixed]
         entry["highest_phi"] = bootstrap(_highest_phi, phi[mixed], c, resamples=resamples, seed=seed).to_dict()
@@ -286,7 +297,9 @@ def _level(records: Sequence[dict[str, Any]], resamples: int, seed: int) -> dict
 
 def analyse(scored: Sequence[dict[str, Any]], resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """{"levels": {level: entry}} per MATH difficulty level and 'all'. An entry holds n_questions,
-    n_mixed (questions with both correct and incorrect scored rationales), accuracy, and bootstrap
+    n_mixed (questions with both correct and incorrect scored rationales), accuracy (the paper's
+    strict answer check, which the analysis uses) and accuracy_flexible (math-verify; absent for
+    caches written before qphi recorded it), and bootstrap
     Estimates: highest_phi, lowest_nll and random (the chance of a correct pick among mixed
     questions; resampled over questions) and partial_correlation (PHi with correctness given
     next-token loss over all scored rationales; resampled over rationales)."""

@@ -16,11 +16,9 @@ the fused AdamW kernel, which does not check shapes and crashes the process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from qphi.errors import QPhiError
-from qphi.io import write_json, write_safetensors
+from qphi.io import make_temp_dir, sha256_file, write_json, write_safetensors
 from qphi.models import PHiModel
 
 FORMAT_VERSION = 2  # 2: the model's wiring is recorded (format 1 checkpoints load without that check)
@@ -84,14 +82,6 @@ def step_of(name: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, scalars = {}, {}
     for index, param_state in state_dict["state"].items():
@@ -120,13 +110,13 @@ def write(
     are further keys of state.json (world_size, metrics_window, wiring)."""
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp = make_temp_dir(root, prefix=f".{name}.")
     final = root / name
     try:
         write_safetensors(tmp / "model.safetensors", model_state)
         opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
         write_safetensors(tmp / "optimizer.safetensors", opt_tensors)
-        files = {f: _sha256(tmp / f) for f in TENSOR_FILES}
+        files = {f: sha256_file(tmp / f) for f in TENSOR_FILES}
         write_json(
             tmp / STATE, {"format": FORMAT_VERSION, "step": step, "optimizer": opt_meta, "files": files, **fields}
         )
@@ -193,7 +183,7 @@ def _verify_files(path: Path, state: CheckpointState, fix: str) -> None:
     for name in sorted(listed):
         if name not in present or Path(name).name != name:
             raise QPhiError(f"checkpoint file '{path / name}' named in its {STATE} is missing: {fix}")
-        if _sha256(path / name) != state.files[name]:
+        if sha256_file(path / name) != state.files[name]:
             raise QPhiError(f"checkpoint file '{path / name}' is corrupted (hash mismatch): {fix}")
 
 

@@ -175,7 +175,7 @@ def check_wiring(ckpt: checkpoint.Checkpoint, config: RunConfig) -> None:
         if saved[key] != now[key]:
             raise QPhiError(
                 f"checkpoint '{ckpt.path}' was trained with {key}={saved[key]!r}, not {now[key]!r} as the config "
-                f"says: set {key}={saved[key]!r} (in config.yaml, and on the command line when resuming)"
+                f"says: set {key} back to {saved[key]!r} in config.yaml (and in the config you resume with)"
             )
 
 
@@ -195,11 +195,16 @@ def check_resumable(ckpt: checkpoint.Checkpoint, config: RunConfig, world_size: 
     check_wiring(ckpt, config)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, PHiModel, int]:
-    """The config, the model with the latest checkpoint's weights, and its step."""
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", pretrained: str | None = None
+) -> tuple[RunConfig, PHiModel, int]:
+    """The config, the model with the latest checkpoint's weights, and its step. `pretrained`
+    names the base model instead of the saved spec (e.g. a copy of it moved elsewhere)."""
     run_dir = Path(run_dir)
     device = distributed.check_device(device)
     config = saved_config(run_dir)
+    if pretrained is not None:
+        config = config.replace(model=config.model.replace(pretrained=pretrained))
     path = latest(run_dir)
     if path is None:
         raise QPhiError(f"run directory '{run_dir}' has no checkpoint yet: train it first (qphi train ...)")

@@ -28,6 +28,7 @@ from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import health_scalars
 from qphi.io import write_json, write_text
 from qphi.models import build_model
+from qphi.models.pretrained import pinned_spec
 from qphi.seeding import mix_seed
 from qphi.tasks import Batch
 from qphi.training import checkpoint, distributed
@@ -48,7 +49,7 @@ from qphi.training.run_dir import (
     save_checkpoint,
     wiring,
 )
-from qphi.training.schedules import cosine_anneal, learning_rate, linear_warmup
+from qphi.training.schedules import learning_rate, linear_warmup
 
 
 class TrainingDiverged(QPhiError):
@@ -67,7 +68,10 @@ class TrainResult:
 
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False, evaluate: bool = True) -> TrainResult:
     """Train (or resume) the run described by `config` in `run_dir`; with `evaluate`, finish with
-    the data source's evaluation (eval.json)."""
+    the data source's evaluation (eval.json). A pretrained model is recorded as an absolute path
+    or a hub repo at its commit, so the run loads it again from anywhere."""
+    if config.model.architecture == "pretrained":
+        config = config.replace(model=config.model.replace(pretrained=pinned_spec(config.model.pretrained)))
     ctx = distributed.setup(config.train.device)
     try:
         return Trainer(config, Path(run_dir), ctx).fit(resume, evaluate)
@@ -125,6 +129,7 @@ class Trainer:
             yield
 
     def _build(self) -> None:
+        self.source = build_source(self.config)  # first: a missing data file stops the run before anything slow
         torch.manual_seed(self.config.train.seed)  # identical initial weights on every process
         self.model = build_model(self.config.model, self.config.phi).to(self.ctx.device)
         trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -146,7 +151,6 @@ class Trainer:
         if self.ctx.enabled:
             device_ids = [self.ctx.local_rank] if self.ctx.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=device_ids)
-        self.source = build_source(self.config)
 
     def _checkpoint(self) -> checkpoint.Checkpoint | None:
         """The checkpoint to continue from (None: start at step 0), checked whole."""
@@ -235,8 +239,8 @@ class Trainer:
         lr = learning_rate(step, cfg.train.steps, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        tau = cosine_anneal(cfg.phi.tau_start, cfg.phi.tau_end, step / max(1, cfg.train.steps - 1))
-        self.model.phi.set_temperature(tau)
+        self.model.phi.set_progress(step / max(1, cfg.train.steps - 1))
+        tau = self.model.phi.bottleneck.temperature
         rate_scale = linear_warmup(step, cfg.train.rate_warmup_steps)
         self.model.phi.set_rate_scale(rate_scale)
         self.model.train()
@@ -277,7 +281,7 @@ class Trainer:
             "phi": totals.pop("phi_nats"),
             **{f"loss_{k}": v for k, v in totals.items()},
             "lr": lr,
-            "tau": tau,
+            **({"tau": tau} if tau is not None else {}),
             "rate_scale": 0.0 if cfg.phi.loss.detach_targets else rate_scale,
             **norms,
         }
