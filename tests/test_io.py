@@ -83,13 +83,13 @@ def umask(request):
 
 def test_files_and_folders_get_the_users_umask(tmp_path: Path, umask: int) -> None:
     """What qphi writes is as readable as what `open` and `mkdir` make under the same umask."""
-    from qphi.training import checkpoint
+    from qphi.training.run_dir import save_checkpoint
 
     plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
     plain_file.write_text("x")
     plain_dir.mkdir()
     write_json(tmp_path / "out" / "r.json", {"a": 1})
-    folder = checkpoint.save(tmp_path / "run", 3, {"w": torch.zeros(2)}, {"state": {}, "param_groups": []}, {}, keep=1)
+    folder = save_checkpoint(tmp_path / "run", 3, {"w": torch.zeros(2)}, {"state": {}, "param_groups": []}, keep=1)
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
     assert mode(plain_file) == 0o666 & ~umask and mode(plain_dir) == 0o777 & ~umask
     for written in (tmp_path / "out" / "r.json", folder / "model.safetensors", folder / "state.json"):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,12 +26,27 @@ import numpy as np
 import torch
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from qphi.errors import QPhiError
 
 # the ways an output folder can be unusable that the user fixes by choosing another one
-_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+@contextmanager
+def _full_disk_refused(target: Path) -> Iterator[None]:
+    """A full disk (or quota) is the user's to fix: a `QPhiError` naming the file."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _FULL:
+            raise
+        raise QPhiError(
+            f"cannot write '{target}' ({e.strerror}): free some disk space and run the command again"
+        ) from None
 
 
 def current_umask() -> int:
@@ -49,9 +65,12 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto `path` on success."""
+    """Yield a temporary path in the target's folder; rename it onto `path` on success. A full
+    disk is a `QPhiError` (the old file, if any, is still in place)."""
     target = Path(path)
     try:
+        if target.is_dir():
+            raise QPhiError(f"cannot write '{target}': a folder of that name is in the way: remove or rename it")
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
@@ -60,11 +79,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise QPhiError(f"cannot write '{target}' ({e.strerror}): choose a writable output folder") from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, target)
+        with _full_disk_refused(target):
+            yield Path(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -155,7 +175,17 @@ def write_safetensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return _write_with(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(contiguous, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # an I/O failure, e.g. a full disk, arrives as a message with its errno
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
+
+    return _write_with(path, write)
 
 
 def write_figure(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Path:
@@ -166,7 +196,7 @@ def write_figure(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Pa
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk (a torn last line is skipped by `read_jsonl`)."""
-    with open(path, "a", encoding="utf-8") as f:
+    with _full_disk_refused(Path(path)), open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())

@@ -15,8 +15,7 @@ from qphi.cli.main import build_parser, main
 from qphi.errors import QPhiError
 from qphi.experiments.sweep import SweepPoint, sweep, sweep_points
 from qphi.training import load_run_config, train
-from qphi.training.checkpoint import latest_step
-from qphi.training.trainer import saved_config
+from qphi.training.run_dir import latest_step, saved_config
 
 OVERRIDES = tuple(tiny_overrides("train.steps=4", "train.checkpoint_every=2", "eval.levels=[0,3]"))
 SIZES = (4, 16)

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qphi.cli.llm_run import load_llm_run
+from qphi.cli.numbers import at_least
 from qphi.errors import QPhiError
 from qphi.evaluation.correctness import GenerationSettings, analyse, generate, score, write_report
 from qphi.tasks.reasoning import load_gsm8k, load_math
@@ -27,29 +28,27 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     p.add_argument("--dataset", choices=("gsm8k", "math"), required=True)
     p.add_argument("--data", type=Path, help="dataset folder or .jsonl (default: <data>/gsm8k or <data>/math)")
     p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--questions", type=int, default=100, help="questions drawn at random (seeded) from the split")
-    p.add_argument("--samples-per-question", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument(
+        "--questions", type=at_least(1), default=100, help="questions drawn at random (seeded) from the split"
+    )
+    p.add_argument("--samples-per-question", type=at_least(1), default=8)
+    p.add_argument("--max-new-tokens", type=at_least(1), default=512)
     p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-k", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=8, help="sequences decoded together")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--top-k", type=at_least(1), default=300)
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="sequences decoded together")
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples")
     p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/correctness-DATASET)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("questions", "samples_per_question", "max_new_tokens", "batch_size", "top_k"):
-        if getattr(args, name) < 1:
-            option = f"--{name.replace('_', '-')}"
-            raise QPhiError(f"{option} must be at least 1, got {getattr(args, name)}: pass {option} 1 or more")
     if args.samples_per_question < 2:
         raise QPhiError("--samples-per-question must be at least 2 to compare rationales of a question: pass 2 or more")
-    if args.temperature <= 0:
+    if not 0 < args.temperature < math.inf:
         raise QPhiError(
-            f"--temperature must be positive, got {args.temperature}: pass a temperature above 0 (e.g. 0.6)"
+            f"--temperature must be a positive number, got {args.temperature}: pass a temperature above 0 (e.g. 0.6)"
         )
     loader = load_gsm8k if args.dataset == "gsm8k" else load_math
     problems = [p for p in loader(args.data, args.split) if p.answer is not None]

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from qphi.cli.llm_run import load_llm_run
+from qphi.cli.numbers import at_least
 from qphi.evaluation.nl_levels import evaluate_nl_levels, write_nl_report
 from qphi.tasks.natural_language import load_nl_levels
-from qphi.training.trainer import saved_config
+from qphi.training.run_dir import saved_config
 
 _UNSET = object()
 
@@ -24,10 +25,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     p.add_argument("--data", type=Path, help="folder of {level, user, assistant} JSON files (default: the run's)")
     p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/nl_levels)")
     p.add_argument(
-        "--max-tokens", type=int, default=_UNSET, help="scored tokens per text (default: the run's eval_max_tokens)"
+        "--max-tokens",
+        type=at_least(1),
+        default=_UNSET,
+        help="scored tokens per text (default: the run's eval_max_tokens)",
     )
     p.add_argument("--all-tokens", action="store_true", help="score whole texts (up to the model's context)")
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=at_least(1), default=2)
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from qphi.bottlenecks import registry
+from qphi.cli.numbers import at_least
 from qphi.presets import PFA_PRESETS
 
 
@@ -19,12 +20,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     )
     p.add_argument("--preset", default="cpu-quick", choices=PFA_PRESETS, help="a preset of the PFA levels")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seeds", type=int, help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
+    p.add_argument("--seeds", type=at_least(1), help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
     p.add_argument(
         "--bottlenecks", nargs="+", default=list(registry.names()), metavar="NAME", help=" ".join(registry.names())
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--icl-prompts", type=int, default=64, help="prompts for the in-context-learning competence test")
+    p.add_argument(
+        "--icl-prompts", type=at_least(0), default=64, help="prompts for the in-context-learning competence test"
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from qphi.cli.llm_run import load_llm_run
+from qphi.cli.numbers import at_least
 from qphi.errors import QPhiError
 from qphi.evaluation.scoring import Chat, TokenScores, score_texts, summarize
 from qphi.io import write_json, write_text
@@ -30,17 +31,18 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     source.add_argument("--text", type=Path, help="a UTF-8 text file, scored as one text")
     source.add_argument("--jsonl", type=Path, help="one text or chat per line")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--max-tokens", type=int, help="score only the first N scored tokens of each text")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-tokens", type=at_least(1), help="score only the first N scored tokens of each text")
+    p.add_argument("--batch-size", type=at_least(1), default=4)
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
 
 
 def read_inputs(text: Path | None, jsonl: Path | None) -> tuple[list[str | Chat], list[str]]:
-    """The texts to score and their titles."""
+    """The texts to score and their titles. A byte-order mark that starts a text file is not
+    part of the text (it would be scored as a token)."""
     if text is not None:
         try:
-            content = text.read_bytes().decode("utf-8")
+            content = text.read_bytes().decode("utf-8-sig")
         except OSError as e:
             raise QPhiError(f"cannot read '{text}' ({e.strerror}): pass a readable text file") from None
         except UnicodeDecodeError as e:
@@ -52,6 +54,8 @@ def read_inputs(text: Path | None, jsonl: Path | None) -> tuple[list[str | Chat]
         raise QPhiError(f"'{jsonl}' not found: pass a .jsonl file with one text or chat per line")
     items: list[str | Chat] = []
     for number, record in enumerate(read_jsonl(jsonl), start=1):
+        for key in ("text", "user", "assistant", "system"):
+            _check_encodable(record.get(key), f"'{jsonl}' line {number}, '{key}'")
         if isinstance(record.get("text"), str):
             items.append(record["text"])
         elif isinstance(record.get("user"), str) and isinstance(record.get("assistant"), str):
@@ -65,6 +69,20 @@ def read_inputs(text: Path | None, jsonl: Path | None) -> tuple[list[str | Chat]
     if not items:
         raise QPhiError(f"'{jsonl}' holds no texts: add one JSON object per line")
     return items, [f"{jsonl.name}:{i + 1}" for i in range(len(items))]
+
+
+def _check_encodable(value: object, where: str) -> None:
+    """JSON may spell half a UTF-16 surrogate pair (\\ud800), which is no character: the tokenizer
+    and every file written would fail on it."""
+    if not isinstance(value, str):
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise QPhiError(
+            f"{where} holds a lone surrogate \\u{ord(value[e.start]):04x} at character {e.start}, which is not text: "
+            "remove it, or write the whole character it was half of"
+        ) from None
 
 
 def _value(x: float) -> float | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from qphi.bottlenecks import registry
+from qphi.cli.numbers import at_least
 from qphi.experiments.sweep import sweep
 from qphi.presets import PFA_PRESETS
 
@@ -16,7 +18,7 @@ class _NumbersThenOverrides(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         numbers = [v for v in values if "=" not in v]
-        bad = [v for v in numbers if not v.lstrip("-").isdigit()]
+        bad = [v for v in numbers if not re.fullmatch(r"-?[0-9]+", v)]
         if bad or not numbers:
             parser.error(f"argument {option_string}: expected integers, got {' '.join(bad) or 'none'}")
         setattr(namespace, self.dest, [int(v) for v in numbers])
@@ -42,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     p.add_argument(
         "--stages", nargs="+", action=_NumbersThenOverrides, metavar="Q", help="RQ depths (residual; default: preset's)"
     )
-    p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
+    p.add_argument("--seeds", type=at_least(1), default=1, help="seeds per configuration (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)

@@ -119,6 +119,8 @@ def context_length(model: PHiModel) -> int:
 def fit_context(encoded: Encoded, limit: int, max_tokens: int | None) -> Encoded:
     """The text cut after its first `max_tokens` scored tokens (plus the token the last of them
     predicts); refused if it is (still) longer than the model's context `limit`."""
+    if max_tokens is not None and max_tokens < 1:  # 0 would index from the end and keep everything
+        raise QPhiError(f"max_tokens must be at least 1, got {max_tokens}: pass 1 or more (or None for whole texts)")
     scored = encoded.mask.nonzero().flatten()
     if max_tokens is not None and scored.numel() > max_tokens:
         last = int(scored[max_tokens - 1])

@@ -24,7 +24,7 @@ from qphi.evaluation.levels import LevelEvaluation, TokenRecords, evaluate_level
 from qphi.io import write_bytes, write_json
 from qphi.tasks import CharTokenizer, PFALevels
 from qphi.training import load_run
-from qphi.training.checkpoint import latest_step
+from qphi.training.run_dir import latest_step
 
 VERSION = 1
 LN2 = math.log(2.0)

@@ -3,7 +3,6 @@ or reuse it), and pool the per-run analyses over seeds."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,10 @@ import torch
 from tqdm.auto import tqdm
 
 from qphi.errors import QPhiError
-from qphi.io import write_json
+from qphi.io import read_json, write_json
 from qphi.training import RunConfig, train
-from qphi.training.checkpoint import latest_step
 from qphi.training.distributed import check_device
+from qphi.training.run_dir import latest_step
 
 EXPERIMENT_MARKERS = {"reproduce.json": "reproduction", "sweep_config.json": "sweep"}
 
@@ -30,7 +29,7 @@ def claim(out: Path, marker: str, wanted: dict[str, Any], what: str) -> None:
             raise QPhiError(f"'{out}' holds a {kind} ({other}), not a {what}: choose another --out folder")
     path = out / marker
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)  # a torn or foreign file is a one-line error
         if saved != wanted:
             raise QPhiError(
                 f"'{out}' holds a {what} of {saved}, not {wanted}: use another --out, or the same options to resume"
