@@ -27,7 +27,6 @@ import torch
 from qphi.evaluation.scoring import score_texts
 from qphi.models import PHiModel
 from qphi.models.generation import Sampling, generate
-from qphi.models.init import identity_init
 from qphi.models.pretrained import load_pretrained, load_tokenizer
 from qphi.phi import PHiConfig
 from qphi.tasks.natural_language import load_nl_levels
@@ -73,7 +72,7 @@ def main() -> None:
     width, heads = base.config.hidden_size, base.config.num_attention_heads
     config = PHiConfig(d_model=width, bottleneck="continuous", prior={"n_heads": heads}, loss={"self_critic": 0.0})
     model = PHiModel(base, config, args.phi_after, freeze_base=True).to(device)
-    identity_init(model.phi)
+    model.phi.bottleneck.start_as_identity()
     text = next(r.assistant for r in load_nl_levels() if r.level == "literature")
     ids = torch.tensor([tokenizer(text)["input_ids"][: args.tokens]], device=device)
     text = tokenizer.decode(ids[0])

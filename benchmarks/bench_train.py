@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from qphi.bottlenecks import registry
 from qphi.models import IGNORE_INDEX, ResidualLSTM, build_model, build_transformer
-from qphi.phi import BOTTLENECKS
 from qphi.tasks import Batch
 from qphi.training import RunConfig, load_run_config
 from qphi.training.data import build_source
@@ -190,7 +190,7 @@ def bench_preset(preset: str, args: argparse.Namespace, device: torch.device) ->
     if row_length:
         shape += [f"data.row_length={row_length}"]
     variants = [Variant("no PHi layer", load_run_config(preset, shape), with_phi=False)]
-    variants += [Variant(b, load_run_config(preset, [*shape, f"phi.bottleneck={b}"]), True) for b in BOTTLENECKS]
+    variants += [Variant(b, load_run_config(preset, shape, b), True) for b in registry.names()]
     config = variants[0].config
     batch = build_source(config).batches(0, config.train.batch_size)[0].to(device)
     rows, length = batch.shape

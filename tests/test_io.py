@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,3 +108,26 @@ def test_jsonl_files_are_strict_json_lines(tmp_path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines == ['{"id": "ä", "value": 0.5}', '{"id": "b", "value": null}']
     assert read_jsonl(path, Line) == [Line("ä", 0.5), Line("b", None)]
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def test_files_and_folders_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    """What qphi writes is as readable as what `open` and `mkdir` make under the same umask."""
+    from qphi.training import checkpoint
+
+    plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
+    plain_file.write_text("x")
+    plain_dir.mkdir()
+    write_json(tmp_path / "out" / "r.json", {"a": 1})
+    folder = checkpoint.save(tmp_path / "run", 3, {"w": torch.zeros(2)}, {"state": {}, "param_groups": []}, {}, keep=1)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(plain_file) == 0o666 & ~umask and mode(plain_dir) == 0o777 & ~umask
+    for written in (tmp_path / "out" / "r.json", folder / "model.safetensors", folder / "state.json"):
+        assert mode(written) == mode(plain_file), written
+    assert mode(folder) == mode(plain_dir)

@@ -14,7 +14,7 @@ _EXPORTS = {
     "PHiOutput": "qphi.phi",
     "LossWeights": "qphi.phi",
     "PriorConfig": "qphi.phi",
-    "VQConfig": "qphi.phi",
+    "VQConfig": "qphi.bottlenecks.vq",
     "QPhiError": "qphi.errors",
 }
 

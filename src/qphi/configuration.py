@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -89,36 +90,93 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def build(cls: type[C], data: dict[str, Any], source: str = "config") -> C:
-    """Validate `data` into `cls`; a failure becomes one `QPhiError` line per problem."""
+def build(cls: type[C], data: dict[str, Any], source: str = "config", overrides: Sequence[str] = ()) -> C:
+    """Validate `data` into `cls`; a failure becomes one `QPhiError` line naming every problem.
+
+    A problem at (or inside, or around) a key that one of the `key=value` `overrides` set is
+    reported against that override, the rest against `source` (e.g. "preset 'cpu'").
+    """
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise QPhiError(format_validation_error(cls, e, source)) from None
+        raise QPhiError(format_validation_error(cls, e, source, overrides)) from None
 
 
-def format_validation_error(cls: type[BaseModel], error: ValidationError, source: str = "config") -> str:
+def format_validation_error(
+    cls: type[BaseModel], error: ValidationError, source: str = "config", overrides: Sequence[str] = ()
+) -> str:
     problems = []
     for err in error.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = _walk(cls, [str(p) for p in err["loc"]])[0]
         key = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            fields = _fields_at(cls, loc[:-1])
+            parent = _walk(cls, [str(p) for p in err["loc"][:-1]])[1]
+            fields = _accepted_keys(parent)
             hint = closest(loc[-1], fields) or (f" (valid keys there: {', '.join(fields)})" if fields else "")
-            problems.append(f"unknown key '{key}'{hint}")
+            problem = f"unknown key '{key}'{hint}"
         elif err["type"] == "missing":
-            problems.append(f"missing required key '{key}'")
+            problem = f"missing required key '{key}'"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"'{key}': {msg} (got {err.get('input')!r})")
-    return f"invalid {source}: " + "; ".join(problems)
+            got = "" if isinstance(err.get("input"), dict) else f" (got {err.get('input')!r})"
+            problem = f"'{key}': {msg}{got}" if loc else msg
+        culprits = [o for o in overrides if _related(loc, o.partition("=")[0].strip().split("."))]
+        if culprits:
+            origin = ", ".join(f"override '{o}'" for o in culprits)
+        elif not loc and overrides:  # a check across sections: the overrides may be to blame
+            origin = f"invalid {source} with {', '.join(repr(o) for o in overrides)}"
+        else:
+            origin = f"invalid {source}"
+        problems.append(f"{origin}: {problem}")
+    return "; ".join(problems)
 
 
-def _fields_at(cls: type[BaseModel], loc: list[str]) -> list[str]:
+def _related(loc: list[str], key: list[str]) -> bool:
+    """Whether a problem at `loc` can come from setting `key`: one path is a prefix of the other,
+    the top level (a check across sections) excepted."""
+    n = min(len(loc), len(key))
+    return n > 0 and loc[:n] == key[:n]
+
+
+def _walk(cls: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
+    """The error location as the user writes it, and the model it ends in. A discriminated union
+    (e.g. the bottleneck configs) puts the chosen member's tag into pydantic's location: dropped;
+    and where the model takes the member's options flat (`flat_keys`), so is the union's own key."""
     model: Any = cls
-    for part in loc:
+    shown: list[str] = []
+    parts = iter(loc)
+    for part in parts:
         field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = field.annotation
-    return list(getattr(model, "model_fields", {}))
+        members = _union_members(field) if field is not None else {}
+        if not members:
+            shown.append(part)
+            if field is None:
+                return shown + list(parts), None
+            model = field.annotation
+            continue
+        flat = hasattr(model, "flat_keys")
+        tag = next(parts, None)
+        rest = list(parts)
+        model = members.get(tag)
+        if model is None:
+            return [*shown, part, *([tag] if tag else []), *rest], None
+        inner, model = _walk(model, rest)
+        return [*shown, *([] if flat and inner else [part]), *inner], model
+    return shown, model
+
+
+def _union_members(field: Any) -> dict[str, Any]:
+    """tag → member model of a field that is a union of models told apart by a discriminator."""
+    if not field.discriminator:
+        return {}
+    members = {}
+    for member in get_args(field.annotation):
+        tag = getattr(member, "model_fields", {}).get(field.discriminator)
+        if tag is not None:
+            members[str(tag.default)] = member
+    return members
+
+
+def _accepted_keys(model: Any) -> list[str]:
+    """The keys a model accepts (a model may accept more than its fields: `flat_keys`)."""
+    return list(model.flat_keys()) if hasattr(model, "flat_keys") else list(getattr(model, "model_fields", {}))

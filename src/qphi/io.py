@@ -2,11 +2,15 @@
 
 Every result file is written to a temporary sibling and renamed into place, so a kill at
 any moment leaves either the old complete file or the new complete file — never a torn one.
+Files and folders get the permissions the user's umask gives a plain `open`/`mkdir` (0644 and
+0755 under umask 022), not the private 0600/0700 of `tempfile`, so colleagues and web servers
+on a shared machine can read runs and reports when the umask allows it.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -29,6 +33,20 @@ from qphi.errors import QPhiError
 _UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A fresh folder in `parent` (to be renamed into place) with the umask's folder permissions."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    folder.chmod(0o777 & ~current_umask())
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` on success."""
@@ -45,10 +63,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

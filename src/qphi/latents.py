@@ -40,6 +40,22 @@ def scale_gradient(x: Tensor, factor: float) -> Tensor:
 
 
 @dataclass(frozen=True)
+class LatentShape:
+    """What the prior must predict: a continuous vector, or one code per stage.
+
+    A bottleneck's config says this; the prior builds its input embedding and its output head from it.
+    """
+
+    code_dim: int  # width of the latent vector z
+    stage_sizes: tuple[int, ...] = ()  # codes per stage of a discrete latent; () = continuous (Gaussian head)
+    logvar_range: tuple[float, float] = (-5.0, 10.0)  # clamp of the Gaussian head's log-variance
+
+    @property
+    def discrete(self) -> bool:
+        return bool(self.stage_sizes)
+
+
+@dataclass(frozen=True)
 class GaussianParams:
     mean: Tensor  # (B, T, D)
     logvar: Tensor  # (B, T, D)

@@ -65,3 +65,77 @@ def test_overrides_may_follow_options_but_unknown_options_are_refused(capsys):
         main(["train", "cpu-quick", "--out", "x", "--bogus"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_version_and_help_do_not_import_torch():
+    """`qphi --help` answers in well under a second because it imports no command's dependencies."""
+    import subprocess
+    import sys
+
+    from qphi import __version__
+
+    code = "import sys; from qphi.cli.main import main; main(sys.argv[1:])"
+    for flag in ("--version", "--help"):
+        probe = f"{code}\nimport sys as s; assert 'torch' not in s.modules"
+        done = subprocess.run([sys.executable, "-c", probe, flag], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True)
+    assert done.stdout.strip() == f"qphi {__version__}"
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, qphi.cli.main; print('torch' in sys.modules, 'transformers' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert loaded.stdout.split() == ["False", "False"]
+
+
+def test_presets_lists_every_preset_with_its_purpose_and_cost(capsys):
+    from qphi.presets import CATALOG
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for preset in CATALOG.values():
+        assert preset.name in out and preset.purpose in out and preset.cost in out
+    assert "Q4_1 GGUF, dequantised" in out
+
+
+def test_config_show_prints_the_resolved_config_as_a_usable_file(tmp_path, capsys):
+    from qphi.training import load_run_config
+
+    assert main(["config", "show", "cpu", "phi.bottleneck=vq", "train.steps=7"]) == 0
+    (tmp_path / "shown.yaml").write_text(capsys.readouterr().out)
+    expected = load_run_config("cpu", ["phi.bottleneck=vq", "train.steps=7"])
+    assert load_run_config(tmp_path / "shown.yaml") == expected
+    assert expected.phi.bottleneck.vq.dead_code_threshold == 0  # the preset's VQ settings came along
+
+
+def test_an_override_typo_is_reported_against_the_override(capsys):
+    assert main(["config", "show", "cpu", "train.stpes=3"]) == 2
+    err = capsys.readouterr().err
+    assert "override 'train.stpes=3': unknown key 'train.stpes' (did you mean 'steps'?)" in err
+    assert "cpu.yaml" not in err
+
+
+def test_help_texts_name_every_preset_and_the_defaults(capsys):
+    from qphi.presets import PFA_PRESETS, PRESETS
+
+    for argv in (["train", "--help"], ["reproduce", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    train_help, reproduce_help = capsys.readouterr().out.split("usage: qphi reproduce")
+    assert all(p in train_help for p in PRESETS)
+    assert "(default: cpu-quick)" in reproduce_help and "(default: 64)" in reproduce_help
+    assert all(p in reproduce_help for p in PFA_PRESETS) and "smollm2-cpu" not in reproduce_help
+
+
+@pytest.mark.parametrize("command", ["reproduce", "sweep"])
+def test_reproduce_and_sweep_refuse_the_llm_presets(command, tmp_path, capsys):
+    extra = ["--bottleneck", "vq", "--sizes", "16"] if command == "sweep" else []
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--preset", "smollm2-cpu", "--out", str(tmp_path / "out"), *extra])
+    assert exit_.value.code == 2 and "invalid choice: 'smollm2-cpu'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

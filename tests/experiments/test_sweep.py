@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from training.runs import file_digests, tiny_overrides
 
+from qphi.bottlenecks.fsq import levels_for as fsq_levels_for
 from qphi.cli.main import build_parser, main
 from qphi.errors import QPhiError
-from qphi.experiments.sweep import SweepPoint, fsq_levels_for, sweep, sweep_points
+from qphi.experiments.sweep import SweepPoint, sweep, sweep_points
 from qphi.training import load_run_config, train
 from qphi.training.checkpoint import latest_step
 from qphi.training.trainer import saved_config
@@ -40,11 +41,10 @@ def test_every_point_configures_its_codebook():
     points = sweep_points("residual", (64, 16), (2, 1))
     assert [p.label for p in points] == ["residual-K16-Q1", "residual-K64-Q1", "residual-K16-Q2", "residual-K64-Q2"]
     for point in points:
-        config = load_run_config("cpu-quick", ["phi.bottleneck=residual", *point.overrides()])
+        config = point.configure(load_run_config("cpu-quick", bottleneck="residual"))
         assert config.phi.stage_sizes == (point.size,) * point.stages
-    fsq = SweepPoint("fsq", 1024)
-    config = load_run_config("cpu-quick", ["phi.bottleneck=fsq", *fsq.overrides()])
-    assert config.phi.fsq_levels == [6, 6, 6, 5] and fsq.codebook_size == 1080 == math.prod(config.phi.stage_sizes)
+    fsq = SweepPoint("fsq", 1024).configure(load_run_config("cpu-quick", bottleneck="fsq")).phi.bottleneck
+    assert fsq.fsq_levels == [6, 6, 6, 5] and fsq.sweep_size == 1080
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,9 @@ def test_a_sweep_trains_every_size_and_reports_each(swept):
     assert [c["label"] for c in results["configurations"]] == [f"gumbel-K{k}" for k in SIZES]
     for config, size in zip(results["configurations"], SIZES, strict=True):
         run = out / "runs" / f"gumbel-K{size}-seed0"
-        assert latest_step(run) == 4 and saved_config(run).phi.codebook_size == size  # the stopped run resumed
+        assert (
+            latest_step(run) == 4 and saved_config(run).phi.bottleneck.codebook_size == size
+        )  # the stopped run resumed
         analysis = json.loads((run / "analysis.json").read_text())
         assert config["codebook_size"] == size and config["stage_sizes"] == [size]
         assert config["capacity_bits"] == pytest.approx(math.log2(size))
@@ -120,22 +122,8 @@ def test_a_folder_holds_one_sweep(swept):
 
 
 def test_the_command_line_takes_overrides_after_the_sizes(tmp_path, capsys):
-    args = build_parser().parse_args(
-        [
-            "sweep",
-            "--out",
-            "x",
-            "--bottleneck",
-            "residual",
-            "--sizes",
-            "16",
-            "64",
-            "--stages",
-            "1",
-            "2",
-            "train.steps=5",
-        ]
-    )
+    argv = ["sweep", "--out", "x", "--bottleneck", "residual", "--sizes", "16", "64", "--stages", "1", "2"]
+    args = build_parser(argv).parse_args([*argv, "train.steps=5"])
     assert (args.sizes, args.stages, args.trailing_overrides) == ([16, 64], [1, 2], ["train.steps=5"])
     assert main(["sweep", "--out", str(tmp_path), "--bottleneck", "gumbel", "--sizes", "16", "--stages", "2"]) == 2
     assert "--stages sets the depth of the residual bottleneck" in capsys.readouterr().err

@@ -46,8 +46,9 @@ def test_left_padded_batches_generate_as_alone(model, tokenizer, data):
     alone = [sample_rationales(model, tokenizer, [p], settings, batch_size=1)[0] for p in problems]
     assert together == alone
     assert [r.id for r in together] == [p.id for p in problems]
-    assert all(len(r.rationales) == 2 and r.correct == [p.is_correct(t) for t in r.rationales]
-               for r, p in zip(together, problems, strict=True))  # fmt: skip
+    for r, p in zip(together, problems, strict=True):
+        assert len(r.rationales) == 2 and r.correct == [p.is_correct(t) for t in r.rationales]
+        assert r.correct_flexible == [p.is_correct(t, flexible=True) for t in r.rationales]
 
 
 def test_generation_cache_resumes_and_survives_a_torn_line(model, tokenizer, data, tmp_path, monkeypatch):
@@ -94,7 +95,10 @@ def _records(rng, n_questions=60, n=4, level=None, signal=0.0) -> list[Rationale
         correct = rng.random(n) < 0.5
         nll = rng.normal(size=n)
         phi = nll + signal * correct + rng.normal(size=n)
-        out.append(RationaleScores(f"{level}-{q}", level, correct.tolist(), phi.tolist(), nll.tolist()))
+        flexible = correct | (rng.random(n) < 0.2)  # math-verify accepts what the strict check does, and more
+        out.append(
+            RationaleScores(f"{level}-{q}", level, correct.tolist(), phi.tolist(), nll.tolist(), flexible.tolist())
+        )
     return out
 
 
@@ -110,6 +114,8 @@ def test_analysis_against_a_direct_computation():
     chance = np.mean([np.mean(r.correct) for r in mixed])
     three = result["3"]
     assert three.n_questions == len(level) and three.n_mixed == len(mixed)
+    assert three.accuracy == pytest.approx(np.mean([r.correct for r in level]))
+    assert three.accuracy_flexible == pytest.approx(np.mean([r.correct_flexible for r in level]))
     assert three.highest_phi.value == pytest.approx(pick)
     assert three.lowest_nll.value == pytest.approx(low)
     assert three.random.value == pytest.approx(chance)
@@ -138,6 +144,7 @@ def test_unscored_rationales_and_levels_without_mixed_questions():
     correlation = result["1"].partial_correlation  # over the 5 scored rationales of both questions
     assert (correlation.n, correlation.clusters) == (5, 2) and correlation.nonfinite > 0
     assert np.isnan(result["2"].accuracy)  # nothing scored
+    assert result["1"].accuracy_flexible is None  # caches of older versions have no flexible marks
 
 
 def test_report_files_and_table(tmp_path):

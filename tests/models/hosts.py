@@ -18,7 +18,8 @@ def tiny_model(architecture: str, phi_after: int, bottleneck: str = "gumbel", se
     model = ModelConfig(
         architecture=architecture, d_model=WIDTH, n_layers=DEPTH, n_heads=HEADS, max_length=64, phi_after=phi_after
     )
-    phi = PHiConfig(bottleneck=bottleneck, codebook_size=16, latent_dim=8, prior={"n_heads": HEADS})
+    options = {"latent_dim": 8} if bottleneck == "continuous" else {"codebook_size": 16, "latent_dim": 8}
+    phi = PHiConfig(bottleneck=bottleneck, **options, prior={"n_heads": HEADS})
     return build_model(model, phi).eval()
 
 

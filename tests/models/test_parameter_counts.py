@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from qphi.bottlenecks import registry
 from qphi.models import PHiModel, ResidualLSTM, build_model
-from qphi.phi import BOTTLENECKS
 from qphi.training import load_run_config
 
 
@@ -61,7 +61,7 @@ def test_paper_lstm_is_two_residual_layers_of_similar_size():
 
 
 @pytest.mark.parametrize("preset", ["paper", "paper-lstm"])
-@pytest.mark.parametrize("bottleneck", BOTTLENECKS)
+@pytest.mark.parametrize("bottleneck", registry.names())
 def test_every_bottleneck_of_the_paper_presets_builds_a_layer_of_similar_size(preset, bottleneck):
     model = build_on_meta(preset, bottleneck)
     assert 5e6 < count(model.phi) < 16e6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from phi_cases import D_MODEL, make_layer, random_h
+from phi_cases import D_MODEL, make_config, make_layer, random_h
 
 from qphi.bottlenecks.fsq import bound
 
@@ -144,9 +144,9 @@ def test_gumbel_straight_through_gradient_reaches_the_logits():
 
 @pytest.mark.parametrize("case", ["vq", "residual_vq", "fsq", "fsq_joint"])
 def test_hard_code_relaxation_is_a_distribution_peaked_at_the_chosen_code(case):
-    bottleneck, _, out = run(case, randomized=False)
+    _, _, out = run(case, randomized=False)
     relaxed = out.posterior.relaxed
-    sizes = bottleneck.config.stage_sizes
+    sizes = make_config(case).stage_sizes
     assert relaxed.shape == (len(sizes), B, T, max(sizes))
     torch.testing.assert_close(relaxed.sum(-1), torch.ones_like(relaxed[..., 0]))
     for s, k in enumerate(sizes):

@@ -19,13 +19,14 @@ BOTTLENECKS = {
     # the paper's setting: λ_phi = 1 without detached targets
     "continuous": {"bottleneck": "continuous", "latent_dim": 4, "loss": RATE},
     # the thesis's setting: detached targets
-    "gumbel": {"bottleneck": "gumbel", "codebook_size": 16, "latent_dim": 8, "loss": DETACHED},
+    "gumbel": {"bottleneck": "gumbel", "codebook_size": 16, "latent_dim": 8, "tau_end": 0.5, "loss": DETACHED},
     "vq": {"bottleneck": "vq", "codebook_size": 8, "latent_dim": 8, "loss": DETACHED},
     "residual": {
         "bottleneck": "residual",
         "num_stages": 2,
         "codebook_size": 4,
         "latent_dim": 8,
+        "tau_end": 0.5,
         "loss": DETACHED,
     },
     # With detached targets nothing keeps FSQ codes off the bin edges: they flip from step to step
@@ -60,13 +61,13 @@ class ToyModel(nn.Module):
 @pytest.mark.parametrize("case", list(BOTTLENECKS))
 def test_training_separates_a_memorised_pattern_from_noise(case):
     torch.manual_seed(0)
-    config = PHiConfig(d_model=D_MODEL, prior={"n_heads": 2}, tau_end=0.5, **BOTTLENECKS[case])
+    config = PHiConfig(d_model=D_MODEL, prior={"n_heads": 2}, **BOTTLENECKS[case])
     model = ToyModel(config)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     g = torch.Generator().manual_seed(0)
     steps = 200
     for step in range(steps):
-        model.phi.set_temperature(config.tau_start + (config.tau_end - config.tau_start) * step / steps)
+        model.phi.set_progress(step / steps)
         tokens = torch.cat([batch(g, noise=False), batch(g, noise=True)])
         out, task = model(tokens)
         optimizer.zero_grad()

@@ -15,15 +15,16 @@ PRIOR_CASES = ["continuous", "gumbel", "residual", "fsq", "fsq_joint"]
 
 
 def make_prior(case: str) -> AutoregressivePrior:
+    config = make_config(case)
     torch.manual_seed(0)
-    return randomize_(AutoregressivePrior(make_config(case)), std=0.5).eval()
+    return randomize_(AutoregressivePrior(config.prior, config.prior_width, config.latent), std=0.5).eval()
 
 
 def random_latents(prior: AutoregressivePrior, seed: int) -> torch.Tensor:
     """Codes (Q, B, T) drawn uniformly per stage, or z (B, T, D) for the continuous prior."""
     g = torch.Generator().manual_seed(seed)
     if not prior.stage_sizes:
-        return torch.randn(B, T, prior.config.code_dim, generator=g)
+        return torch.randn(B, T, prior.shape.code_dim, generator=g)
     return torch.stack([torch.randint(0, k, (B, T), generator=g) for k in prior.stage_sizes])
 
 

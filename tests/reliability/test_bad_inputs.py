@@ -149,7 +149,7 @@ def wrong_type(i: Inputs) -> list[str]:
     return quick_train(i, "train.steps=many")
 
 
-@case("'phi.bottleneck'", "Input should be 'continuous', 'gumbel', 'vq', 'residual' or 'fsq' (got 'vae')")
+@case("'phi.bottleneck': unknown bottleneck 'vae'", "choose one of continuous, gumbel, vq, residual, fsq")
 def unknown_bottleneck(i: Inputs) -> list[str]:
     return quick_train(i, "phi.bottleneck=vae")
 
@@ -206,19 +206,25 @@ def world_size_without_torchrun(i: Inputs) -> list[str]:
 # ------------------------------------------------------------------ data and models
 
 
-@case("not found at", "pass the path of a folder holding train.jsonl")
+@case("not found at", "download it with `qphi data fetch math`")
 def missing_data_path(i: Inputs) -> list[str]:
     return pretrained(
         i, i.llm_model, f"data.mixture.math_path={i.tmp / 'no-math'}", f"data.mixture.gsm8k_path={i.data / 'gsm8k'}"
     )
 
 
-@case("model '", "not found: pass 'smollm2', a Hugging Face checkpoint directory or a .gguf file")
+@case(
+    "model '",
+    "not found: pass 'smollm2', a Hugging Face hub ID (org/name[@revision]), a checkpoint directory or a .gguf file",
+)
 def missing_model_path(i: Inputs) -> list[str]:
     return pretrained(i, i.tmp / "no-such-model")
 
 
-@case("missing.gguf' not found", "pass 'smollm2', a Hugging Face checkpoint directory or a .gguf file")
+@case(
+    "missing.gguf' not found",
+    "pass 'smollm2', a Hugging Face hub ID (org/name[@revision]), a checkpoint directory or a .gguf file",
+)
 def missing_gguf(i: Inputs) -> list[str]:
     return pretrained(i, i.tmp / "missing.gguf")
 
@@ -459,7 +465,7 @@ def score_with_another_base_model(i: Inputs) -> list[str]:
     return score(i, "--text", i.file("t.txt", "Once upon a time"), "--model", i.tmp / "other-model")
 
 
-@case("not found: pass 'smollm2'", "a Hugging Face checkpoint directory or a .gguf file")
+@case("not found: pass 'smollm2'", "a checkpoint directory or a .gguf file")
 def score_with_a_missing_model(i: Inputs) -> list[str]:
     return score(i, "--text", i.file("t.txt", "Once upon a time"), "--model", i.tmp / "no-such-model")
 
@@ -477,7 +483,10 @@ def score_with_a_from_scratch_run(i: Inputs) -> list[str]:
     return ["score", "--phi", str(i.run), "--text", str(i.file("t.txt", "hello")), "--out", str(i.tmp / "out")]
 
 
-@case("natural-language levels not found at", "pass the path of a folder of {level, user, assistant} JSON files")
+@case(
+    "natural-language levels not found at",
+    "the path of a folder of {level, user, assistant} JSON files (the command's --data option",
+)
 def nl_levels_from_a_missing_folder(i: Inputs) -> list[str]:
     return ["nl-levels", str(i.llm_run), "--data", str(i.tmp / "no-levels"), "--out", str(i.tmp / "out")]
 
@@ -492,7 +501,7 @@ def correctness_with_one_sample(i: Inputs) -> list[str]:
     return ["correctness", str(i.llm_run), "--dataset", "math", "--samples-per-question", "1"]
 
 
-@case("MATH test split not found at", "pass the path of a folder holding test.jsonl")
+@case("MATH test split not found at", "or give the path of a folder holding test.jsonl")
 def correctness_on_a_missing_dataset(i: Inputs) -> list[str]:
     return ["correctness", str(i.llm_run), "--dataset", "math", "--data", str(i.tmp / "no-math")]
 

@@ -127,3 +127,53 @@ def test_every_real_test_problem_has_a_gold_answer(data_dir):
         assert math_answer(problem.solution) == problem.answer
         assert problem.is_correct(f"... so the answer is $\\boxed{{{last_boxed(problem.solution)}}}$.")
     assert sum(math_answer(p.solution) == "\\frac{1}{2}" for p in math) > 5
+
+
+# Pairs of equal MATH answers written differently; and pairs that differ.
+EQUAL_MATH_ANSWERS = [
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("\\frac{\\sqrt2}{2}", "\\frac1{\\sqrt2}"),
+    ("10^{-1}", "0.1"),
+    ("1{,}000", "1000"),
+    ("\\dfrac{3}{4}", "0.75"),
+    ("x=5", "5"),
+    ("(1,2)", "(1, 2)"),
+    ("\\{1,2\\}", "\\{2,1\\}"),
+    ("[-1,3)", "[-1, 3)"),
+    ("90^\\circ", "90"),
+    ("\\pi/2", "\\frac{\\pi}{2}"),
+    ("5\\%", "5"),
+    ("\\$10", "10"),
+    ("3 \\text{ cm}", "3"),
+    ("2x+1", "1+2x"),
+    ("x^2-1", "(x-1)(x+1)"),
+    ("\\frac{6}{8}", "\\frac{3}{4}"),
+]
+DIFFERENT_MATH_ANSWERS = [("\\frac{1}{3}", "\\frac{1}{2}"), ("3", "4"), ("\\sqrt{8}", "2\\sqrt{3}"), ("(1,2)", "(2,1)")]
+
+
+def test_flexible_checking_finds_equal_answers_the_strict_rule_misses():
+    from qphi.tasks.answers import answers_equivalent
+
+    assert all(answers_equivalent(a, b, "math") for a, b in EQUAL_MATH_ANSWERS)
+    strict = sum(answers_match(a, b, "math") for a, b in EQUAL_MATH_ANSWERS)
+    assert strict <= 10  # measured: 9 of the 17
+    for a, b in DIFFERENT_MATH_ANSWERS:
+        assert not answers_equivalent(a, b, "math") and not answers_match(a, b, "math")
+
+
+def test_gsm8k_answers_from_an_answer_is_ending_count_only_when_flexible():
+    from qphi.tasks.reasoning import ReasoningProblem
+
+    problem = ReasoningProblem("p", "gsm8k", "How much?", "9 * 2 = 18\n#### 18", "18")
+    for rationale in ("She earns 9 * 2 = 18 dollars. The answer is 18.", "So the answer: $18\n", "... \\boxed{18}"):
+        assert problem.is_correct(rationale, flexible=True) and not problem.is_correct(rationale)
+    assert problem.is_correct("#### 18") and problem.is_correct("#### 18", flexible=True)
+    assert not problem.is_correct("The answer is 17.", flexible=True)
+    assert not problem.is_correct("no answer here", flexible=True)
+
+
+def test_flexible_math_answers_against_real_gold_answers(data_dir):
+    for problem in load_math(data_dir / "math", split="test")[:150]:
+        boxed = last_boxed(problem.solution)
+        assert problem.is_correct(f"Therefore the final answer is ${boxed}$.", flexible=True), problem.id

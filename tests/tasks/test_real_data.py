@@ -67,7 +67,8 @@ def test_real_math_and_gsm8k(data_dir):
 
 
 def test_missing_or_broken_data_is_a_user_error(tmp_path):
-    with pytest.raises(QPhiError, match=re.escape(f"'{tmp_path / 'nowhere'}'") + ".*pass the path"):
+    where = re.escape(f"'{tmp_path / 'nowhere'}'")
+    with pytest.raises(QPhiError, match=where + r".*qphi data fetch math.*--data.*data\.mixture\.math_path"):
         load_math(tmp_path / "nowhere")
     with pytest.raises(QPhiError, match=r"GSM-8k.*test\.jsonl"):
         load_gsm8k(tmp_path)

@@ -12,7 +12,7 @@ import torch
 import torch._dynamo.utils
 import torch._inductor.config
 
-from qphi.phi import BOTTLENECKS
+from qphi.bottlenecks import registry
 from qphi.training import train
 
 from .runs import metric_records, tiny_config
@@ -34,7 +34,7 @@ def compiled_graphs(run_dir, steps: int, bottleneck: str) -> int:
     not any(map(shutil.which, ("g++", "clang++", "c++"))), reason="torch.compile on a CPU needs a C++ compiler"
 )
 @pytest.mark.parametrize(
-    "bottleneck", [b if b in FAST else pytest.param(b, marks=pytest.mark.slow) for b in BOTTLENECKS]
+    "bottleneck", [b if b in FAST else pytest.param(b, marks=pytest.mark.slow) for b in registry.names()]
 )
 @torch._inductor.config.patch(fallback_random=True)  # eager's random streams, so both runs sample alike
 def test_compiled_training_matches_eager_and_compiles_once(tmp_path, bottleneck):

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import pytest
 
+from qphi.bottlenecks import registry
 from qphi.errors import QPhiError
 from qphi.training import PRESETS, load_run_config
 from qphi.training.config import preset_path
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS if preset_path(p).is_file()])
-def test_every_shipped_preset_loads_with_every_bottleneck(preset, tmp_path):
-    # A preset for a user's own checkpoint (llama3b-paper) ships without a path; give it one.
-    needs_path = preset_path(preset).read_text().find("pretrained: null") >= 0
-    extra = [f"model.pretrained={tmp_path}"] if needs_path else []
-    for bottleneck in ("continuous", "gumbel", "vq", "residual", "fsq"):
-        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}", *extra]).phi.bottleneck == bottleneck
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_preset_loads_with_every_bottleneck(preset):
+    assert preset_path(preset).is_file()
+    for bottleneck in registry.names():
+        assert load_run_config(preset, [f"phi.bottleneck={bottleneck}"]).phi.bottleneck.name == bottleneck
+        assert load_run_config(preset, bottleneck=bottleneck).phi.bottleneck.name == bottleneck
 
 
-def test_a_preset_for_a_local_checkpoint_says_which_key_to_set():
-    with pytest.raises(QPhiError, match=r"model\.pretrained"):
-        load_run_config("llama3b-paper")
+def test_the_llm_presets_name_their_model():
+    """Nothing to fill in: the paper's model by its hub ID, the offline default by its short name."""
+    assert load_run_config("llama3b-paper").model.pretrained == "meta-llama/Llama-3.2-3B-Instruct"
+    assert load_run_config("smollm2-cpu").model.pretrained == "smollm2"
+
+
+def test_a_pretrained_model_needs_a_name():
+    with pytest.raises(QPhiError, match=r"override 'model\.pretrained=null'.*needs model\.pretrained"):
+        load_run_config("llama3b-paper", ["model.pretrained=null"])
 
 
 def test_paper_preset_has_the_reference_settings():
@@ -31,7 +37,7 @@ def test_paper_preset_has_the_reference_settings():
     assert (optim.lr, optim.warmup_steps, optim.schedule, optim.grad_clip) == (3e-4, 500, "constant", 1.0)
     assert train_.precision == "auto"  # bf16 autocast on a GPU
     assert (loss.phi, loss.self_critic, config.phi.prior.n_heads) == (1.0, 0.1, 6)
-    assert config.phi.bottleneck == "continuous"
+    assert config.phi.bottleneck.name == "continuous"
 
 
 def test_paper_lstm_preset_reads_one_document_per_row():
@@ -52,4 +58,4 @@ def test_paper_lstm_preset_reads_one_document_per_row():
 )
 def test_bottleneck_defaults_apply_under_the_overrides(overrides, expected):
     phi = load_run_config("paper", overrides).phi
-    assert {key: getattr(phi, key) for key in expected} == expected
+    assert {key: getattr(phi.bottleneck, key) for key in expected} == expected

@@ -13,12 +13,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from qphi.bottlenecks.base import cosine_anneal
 from qphi.cli.main import main
 from qphi.evaluation.codebook_health import HEALTH_SCALARS, health_scalars
 from qphi.evaluation.levels import evaluate_levels
 from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels
 from qphi.training import load_run, load_run_config, train
-from qphi.training.schedules import cosine_anneal, learning_rate
+from qphi.training.schedules import learning_rate
 from qphi.training.trainer import saved_config
 
 from .runs import assert_same_tensors, metric_records, tiny_config, weights
@@ -54,7 +55,8 @@ def test_metrics_lines_record_every_step_and_the_evaluations(finished):
         assert r["lr"] == pytest.approx(
             learning_rate(index, 4, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
         )
-        assert r["tau"] == pytest.approx(cosine_anneal(config.phi.tau_start, config.phi.tau_end, index / 3))
+        gumbel = config.phi.bottleneck
+        assert r["tau"] == pytest.approx(cosine_anneal(gumbel.tau_start, gumbel.tau_end, index / 3))
         assert r["phi_bits"] == pytest.approx(r["phi"] / math.log(2))
         assert r["loss"] == pytest.approx(r["nll"] + sum(v for k, v in r.items() if k.startswith("loss_")), rel=1e-5)
     evaluations = {(r["step"], r["kind"]) for r in records if r["kind"] != "train"}

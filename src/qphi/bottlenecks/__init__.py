@@ -1,28 +1,16 @@
-"""Information bottlenecks: continuous (Gaussian), Gumbel, VQ, residual and FSQ."""
+"""Information bottlenecks, one module each, found through the registry (see `registry`)."""
 
-from qphi.bottlenecks.base import Bottleneck, BottleneckOutput
-from qphi.bottlenecks.continuous import GaussianBottleneck
-from qphi.bottlenecks.fsq import FSQBottleneck
-from qphi.bottlenecks.quantized import ResidualQuantizer
-from qphi.phi.config import PHiConfig
-
-
-def build_bottleneck(config: PHiConfig) -> Bottleneck:
-    """The bottleneck named by `config.bottleneck`."""
-    if config.bottleneck == "continuous":
-        return GaussianBottleneck(config)
-    if config.bottleneck == "fsq":
-        return FSQBottleneck(config)
-    if config.bottleneck == "residual":
-        return ResidualQuantizer(config, config.residual_quantizer, config.num_stages)
-    return ResidualQuantizer(config, config.bottleneck, num_stages=1)
-
+from qphi.bottlenecks.base import Bottleneck, BottleneckConfig, BottleneckOutput
+from qphi.bottlenecks.registry import config_class, configs, discrete_names, names, register, title
 
 __all__ = [
     "Bottleneck",
+    "BottleneckConfig",
     "BottleneckOutput",
-    "FSQBottleneck",
-    "GaussianBottleneck",
-    "ResidualQuantizer",
-    "build_bottleneck",
+    "config_class",
+    "configs",
+    "discrete_names",
+    "names",
+    "register",
+    "title",
 ]

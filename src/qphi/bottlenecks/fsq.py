@@ -7,12 +7,86 @@ nothing can collapse. Each dimension is cut into L equal-width bins of the bound
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+import math
+from typing import ClassVar, Literal
 
-from qphi.bottlenecks.base import Bottleneck, BottleneckOutput, distance_logits, distance_scores
-from qphi.latents import CodeParams
-from qphi.phi.config import PHiConfig
+import torch
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+from typing_extensions import Self
+
+from qphi.bottlenecks.base import Bottleneck, BottleneckConfig, BottleneckOutput, distance_logits, distance_scores
+from qphi.bottlenecks.registry import register
+from qphi.errors import QPhiError
+from qphi.latents import CodeParams, LatentShape
+
+MAX_LEVEL = 8  # the sweep adds dimensions until no level needs more than about this many
+
+
+@register
+class FSQConfig(BottleneckConfig):
+    name: Literal["fsq"] = "fsq"
+    title: ClassVar[str] = "FSQ"
+    table_order: ClassVar[int] = 4
+    fsq_levels: list[int] = Field(default_factory=lambda: [8, 5, 5, 5], description="levels per dimension")
+    fsq_bound: Literal["tanh", "ifsq"] = "tanh"
+    fsq_prior: Literal["factorised", "joint"] = Field(
+        "factorised",
+        description="factorised: one categorical per FSQ dimension, coarse-to-fine; joint: one over all codes",
+    )
+    critic_temperature: float = Field(
+        1.0,
+        gt=0,
+        description="temperature of the soft (distance-softmax) posterior of the codes, used by the "
+        "self-critic and by the straight-through rate gradient of the PHi term (without detached targets)",
+    )
+
+    @field_validator("fsq_levels")
+    @classmethod
+    def _check_levels(cls, levels: list[int]) -> list[int]:
+        if not levels or min(levels) < 2:
+            raise ValueError("must be a non-empty list of levels per FSQ dimension, each >= 2 (e.g. [8, 5, 5, 5])")
+        return levels
+
+    @property
+    def stage_sizes(self) -> tuple[int, ...]:
+        levels = tuple(self.fsq_levels)
+        return levels if self.fsq_prior == "factorised" else (math.prod(levels),)
+
+    def latent(self, d_model: int) -> LatentShape:
+        return LatentShape(len(self.fsq_levels), self.stage_sizes)
+
+    def build(self, d_model: int) -> FSQBottleneck:
+        return FSQBottleneck(self, d_model)
+
+    def sized(self, size: int, stages: int | None = None) -> Self:
+        if stages not in (None, 1):
+            raise QPhiError("FSQ has no stages to sweep: its depth is the number of levels, chosen from the size")
+        return self.replace(fsq_levels=levels_for(size))
+
+    @property
+    def sweep_size(self) -> int:
+        """The implied codebook: the product of the levels."""
+        return math.prod(self.fsq_levels)
+
+
+def levels_for(size: int) -> list[int]:
+    """FSQ levels whose product (the implied codebook) is the size asked for, or near it.
+
+    Rule: d = ⌈log₈ size⌉ dimensions, so that no dimension needs more than about 8 levels; every
+    level is b = ⌊size^(1/d)⌋ or b + 1, raising one dimension at a time and keeping the product
+    nearest to `size` in log ratio; largest levels first. Exact when `size` is a d-th power:
+    16 → [4, 4], 64 → [8, 8], 4096 → [8, 8, 8, 8]; otherwise near: 256 → [7, 6, 6] (252),
+    1024 → [6, 6, 6, 5] (1080).
+    """
+    if size < 2:
+        raise QPhiError(f"an FSQ codebook needs at least 2 codes, got size {size}: use sizes >= 2")
+    dims = max(1, math.ceil(math.log(size) / math.log(MAX_LEVEL) - 1e-9))
+    base = max(2, round(size ** (1 / dims)))
+    while base > 2 and base**dims > size:
+        base -= 1
+    candidates = [[base + 1] * raised + [base] * (dims - raised) for raised in range(dims + 1)]
+    return min(candidates, key=lambda levels: abs(math.log(math.prod(levels) / size)))
 
 
 def bound(x: Tensor, kind: str) -> Tensor:
@@ -21,9 +95,10 @@ def bound(x: Tensor, kind: str) -> Tensor:
 
 
 class FSQBottleneck(Bottleneck):
-    def __init__(self, config: PHiConfig):
+    def __init__(self, config: FSQConfig, d_model: int):
         super().__init__()
         self.config = config
+        self.num_codes = max(config.stage_sizes)
         levels = torch.tensor(config.fsq_levels, dtype=torch.long)
         self.register_buffer("levels", levels, persistent=False)
         radix = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), 0)
@@ -34,10 +109,11 @@ class FSQBottleneck(Bottleneck):
         if config.fsq_prior == "joint":  # the implicit codebook: centre vectors of all Π L codes, (K, n_dims)
             digits = torch.arange(int(levels.prod())).unsqueeze(-1) // radix % levels
             self.register_buffer("codebook", (2.0 * digits + 1.0) / levels - 1.0, persistent=False)
-        self.encode = nn.Linear(config.d_model, len(config.fsq_levels))
-        self.decode = nn.Linear(len(config.fsq_levels), config.d_model)
+        self.encode = nn.Linear(d_model, len(config.fsq_levels))
+        self.decode = nn.Linear(len(config.fsq_levels), d_model)
 
-    def forward(self, h: Tensor, mask: Tensor) -> BottleneckOutput:
+    def forward(self, h: Tensor, mask: Tensor, sample: bool | None = None) -> BottleneckOutput:
+        sample = self.training if sample is None else sample
         bounded = bound(self.encode(h), self.config.fsq_bound)
         levels = self.levels.to(bounded.dtype)
         index = torch.floor((bounded + 1.0) * 0.5 * levels).clamp(min=0).minimum(self.levels - 1).long()
@@ -48,13 +124,13 @@ class FSQBottleneck(Bottleneck):
             codes = per_dim
         else:
             codes = (per_dim * self.radix.view(-1, 1, 1)).sum(0, keepdim=True)
-        posterior = CodeParams(codes, max(self.config.stage_sizes), self._relaxed(bounded))
+        posterior = CodeParams(codes, self.num_codes, self._relaxed(bounded))
         return BottleneckOutput(h=self.decode(z), z=z, posterior=posterior, codes=codes, critic_features=(bounded,))
 
     def _relaxed(self, bounded: Tensor) -> Tensor:
         """The distance-softmax q(k) ∝ exp(−‖b − centre_k‖² / τ) over the codes of each prior factor
         (one per dimension, or all at once for the joint prior). (B, T, n_dims) → (Q, B, T, K)."""
-        tau = self.config.vq.critic_temperature
+        tau = self.config.critic_temperature
         if self.config.fsq_prior == "joint":
             return torch.softmax(distance_logits(bounded, self.codebook, tau), dim=-1).unsqueeze(0)
         logits = -(bounded.unsqueeze(-1) - self.centres).pow(2) / tau  # (B, T, n_dims, max L)
@@ -62,4 +138,4 @@ class FSQBottleneck(Bottleneck):
 
     def critic_scores(self, out: BottleneckOutput) -> Tensor:
         (bounded,) = out.critic_features
-        return distance_scores(bounded, out.z, self.config.vq.critic_temperature)
+        return distance_scores(bounded, out.z, self.config.critic_temperature)

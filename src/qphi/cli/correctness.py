@@ -11,10 +11,10 @@ from qphi.experiments.correctness import run as run_correctness
 from qphi.reports.correctness import correctness_table
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "correctness",
-        help="sample reasoning chains, score them with PHi, and test whether PHi picks correct ones",
+        name,
+        help=summary,
         description="Generates --samples-per-question rationales per question with the base model (PHi layer "
         "bypassed, batched, KV cache), checks their answers, scores them with the PHi layer, and writes "
         "correctness.json and correctness.png. generations.jsonl and scores.jsonl in --out are caches: rerunning "

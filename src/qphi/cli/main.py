@@ -1,4 +1,7 @@
-"""The `qphi` command: train, evaluate, reproduce, score, sweep.
+"""The `qphi` command: train, evaluate, reproduce, score, sweep, and the data/model housekeeping.
+
+Only the module of the command being run is imported, so `qphi --help` and `qphi --version`
+answer without importing torch or transformers (benchmarks/bench_cli.py measures it).
 
 User mistakes (`QPhiError`) are printed on one line and exit with status 2; a Ctrl-C that
 a command did not handle itself exits with 130. Anything else is a bug and keeps its
@@ -8,29 +11,79 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from qphi.cli import correctness, evaluate, nl_levels, reproduce, score, sweep, train
+from qphi import __version__
 from qphi.errors import QPhiError
 
-COMMANDS = (train, evaluate, reproduce, sweep, nl_levels, score, correctness)
+# name → (module defining add_parser(sub) and run(args), one-line summary for `qphi --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("qphi.cli.train", "train a model with a PHi layer"),
+    "eval": ("qphi.cli.evaluate", "evaluate a trained run on fresh samples of every level"),
+    "reproduce": (
+        "qphi.cli.reproduce",
+        "reproduce the PFA findings: train every bottleneck × seed, evaluate, write reports",
+    ),
+    "sweep": (
+        "qphi.cli.sweep",
+        "codebook scaling: train one run per codebook size (and RQ depth), write sweep.{json,png,html}",
+    ),
+    "nl-levels": (
+        "qphi.cli.nl_levels",
+        "PHi and next-token loss per natural-language level of a PHi layer inside a pretrained LLM",
+    ),
+    "score": ("qphi.cli.score", "score texts token by token with a trained PHi layer inside a pretrained LLM"),
+    "correctness": (
+        "qphi.cli.correctness",
+        "sample reasoning chains, score them with PHi, and test whether PHi picks correct ones",
+    ),
+    "presets": ("qphi.cli.presets", "list the presets: what each is for and what it costs"),
+    "config": ("qphi.cli.config", "print the resolved config of a preset or YAML file with overrides"),
+    "data": ("qphi.cli.data", "fetch GSM-8k, MATH and the natural-language levels; check a data folder"),
+    "cache": ("qphi.cli.cache", "list or clean qphi's cache of converted models"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' to an option's help unless the help names its default already, or
+    there is none to name (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if "default" in help_text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return help_text
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else default
+        return f"{help_text} (default: {shown})".strip()
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser, with the full options of the command named in `argv` (others as summaries)."""
+    parser = Parser(
         prog="qphi", description="Measure in-context computation with PHi layers (continuous and quantized)."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(sub)
+    parser.add_argument("--version", action="version", version=f"qphi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, summary) in COMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).add_parser(sub, name, summary)
+        else:
+            sub.add_parser(name, help=summary, description=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also follow options (`qphi train cpu --out DIR resume=true`),
     # which argparse does not collect into a positional list by itself
@@ -38,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from pydantic import ValidationError
+
     try:
         return int(args.run(args) or 0)
     except QPhiError as e:
@@ -51,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _one_line(error: ValidationError) -> str:
+def _one_line(error) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
 
 

@@ -11,10 +11,10 @@ from qphi.experiments.nl_levels import run as run_nl_levels
 from qphi.reports.nl_levels import nl_levels_table
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "nl-levels",
-        help="PHi and next-token loss per natural-language level of a PHi layer inside a pretrained LLM",
+        name,
+        help=summary,
         description="Scores the assistant turn of every text (Trivial, Memorized, Random, Literature, Code), also "
         "with the PHi layer bypassed, and writes nl_levels.json, nl_levels.png and nl_levels_nll.png.",
     )

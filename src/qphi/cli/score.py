@@ -10,10 +10,10 @@ from qphi.experiments.score import ScoreConfig
 from qphi.experiments.score import run as run_score
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "score",
-        help="score texts token by token with a trained PHi layer inside a pretrained LLM",
+        name,
+        help=summary,
         description="Writes tokens.jsonl (per token: text, PHi in nats and bits, per stage, next-token loss, and the "
         "base model's next-token loss), summary.json and heatmap.html (a self-contained page: PHi or surprisal per "
         'token, values on hover and in a table, SVG and CSV downloads). A --jsonl line is {"text": ...} (all tokens '

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qphi.experiments.sweep import DISCRETE, sweep
-from qphi.training.config import PRESETS
+from qphi.bottlenecks import registry
+from qphi.experiments.sweep import sweep
+from qphi.presets import PFA_PRESETS
 
 
 class _NumbersThenOverrides(argparse.Action):
@@ -22,19 +23,19 @@ class _NumbersThenOverrides(argparse.Action):
         namespace.trailing_overrides = [*getattr(namespace, "trailing_overrides", []), *(v for v in values if "=" in v)]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "sweep",
-        help="codebook scaling: train one run per codebook size (and RQ depth), write sweep.{json,png,html}",
+        name,
+        help=summary,
         description="Trains (or resumes, or reuses) one run per codebook size K, RQ depth Q and seed under OUT/runs, "
         "evaluates each on fresh samples of every level (PHi, next-token loss, range-coded size of the code stream, "
         "codebook health), and writes sweep.json, sweep.png and sweep.html into OUT. For FSQ a size is the implied "
-        "codebook ∏ levels (levels chosen by qphi.experiments.sweep.fsq_levels_for). Interrupted? Run the same "
+        "codebook ∏ levels (levels chosen by qphi.bottlenecks.fsq.levels_for). Interrupted? Run the same "
         "command again.",
     )
-    p.add_argument("--preset", default="cpu-quick", choices=PRESETS)
+    p.add_argument("--preset", default="cpu-quick", choices=PFA_PRESETS, help="a preset of the PFA levels")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--bottleneck", required=True, choices=DISCRETE)
+    p.add_argument("--bottleneck", required=True, choices=registry.discrete_names())
     p.add_argument(
         "--sizes", nargs="+", required=True, action=_NumbersThenOverrides, metavar="K", help="codebook sizes (16 64 …)"
     )

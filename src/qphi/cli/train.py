@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qphi.training import load_run_config, train
+from qphi.presets import PRESETS
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
     p = sub.add_parser(
-        "train",
-        help="train a model with a PHi layer",
-        description="Train from a preset (cpu-quick, cpu, paper) or a YAML file; override any key with key=value "
-        "(e.g. phi.bottleneck=vq train.steps=500). Run under torchrun for several processes.",
+        name,
+        help=summary,
+        description=f"Train from a preset ({', '.join(PRESETS)}; `qphi presets` says what each is for) or a YAML "
+        "file; override any key with key=value (e.g. phi.bottleneck=vq train.steps=500; `qphi config show PRESET` "
+        "prints every key). Run under torchrun for several processes.",
     )
     p.add_argument("config", help="preset name or YAML file")
     p.add_argument("overrides", nargs="*", help="key=value overrides; resume=true continues a killed run")
@@ -23,10 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qphi.training import load_run_config, train
+
     overrides = [o for o in args.overrides if o.replace(" ", "").lower() not in ("resume=true", "resume=false")]
     resume = args.resume or any(o.replace(" ", "").lower() == "resume=true" for o in args.overrides)
     config = load_run_config(args.config, overrides)
-    out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck}"
+    out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck.name}"
     result = train(config, out, resume=resume)
     if result.interrupted:
         if result.is_main:

@@ -2,7 +2,8 @@
 
 1. Sample n rationales per question with the plain base model (PHi layer bypassed): batched,
    KV-cached, left-padded, temperature 0.6, top-k 300 (`qphi.models.generation`).
-2. Mark each correct or not (the final answer against the gold answer).
+2. Mark each correct or not: by the paper's strict answer check, which the analysis uses, and
+   flexibly (math-verify), reported beside it as `accuracy_flexible`.
 3. Score each with the PHi layer: mean PHi and mean next-token loss over its tokens (the
    assistant turn after the question's chat prompt).
 4. Per difficulty level: among questions with both correct and incorrect rationales, how
@@ -44,7 +45,8 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class Rationales:
-    """A question's sampled rationales, each marked correct or not."""
+    """A question's sampled rationales, each marked correct or not (strictly; and flexibly, None
+    in caches of versions that did not record it)."""
 
     id: str
     dataset: str
@@ -53,6 +55,7 @@ class Rationales:
     rationales: list[str]
     correct: list[bool]
     settings: GenerationSettings
+    correct_flexible: list[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class RationaleScores:
     correct: list[bool]
     phi: list[float | None]
     nll: list[float | None]
+    correct_flexible: list[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ class LevelAnalysis:
 
     n_questions: int
     n_mixed: int
-    accuracy: FloatOrNaN
+    accuracy: FloatOrNaN  # of the scored rationales, by the strict check the analysis uses
+    accuracy_flexible: FloatOrNaN | None = None  # by math-verify (None: a cache without it)
     highest_phi: Estimate | None = None  # chance that the highest-PHi rationale is correct
     lowest_nll: Estimate | None = None  # the same for the lowest next-token loss
     random: Estimate | None = None  # the chance of a correct pick at random
@@ -125,6 +130,7 @@ def sample_rationales(
                 rationales=rationales,
                 correct=[problem.is_correct(r) for r in rationales],
                 settings=settings,
+                correct_flexible=[problem.is_correct(r, flexible=True) for r in rationales],
             )
         )
     return marked
@@ -142,7 +148,7 @@ def score_rationales(
     for i, s in zip(kept, scores, strict=True):
         summary = s.summary()
         phi[i], nll[i] = summary.phi_mean, summary.nll_mean
-    return RationaleScores(id=sampled.id, level=sampled.level, correct=sampled.correct, phi=phi, nll=nll)
+    return RationaleScores(sampled.id, sampled.level, sampled.correct, phi, nll, sampled.correct_flexible)
 
 
 def _pick_rate(values: np.ndarray, correct: np.ndarray, highest: bool) -> float:
@@ -183,6 +189,9 @@ def _level(records: Sequence[RationaleScores], resamples: int, seed: int) -> Lev
             "random": bootstrap(np.mean, (c & v).sum(1) / v.sum(1), resamples=resamples, seed=seed),
         }
     x, y, z = phi[valid], correct[valid].astype(float), nll[valid]
+    flexible = None
+    if valid.any() and all(r.correct_flexible is not None for r in records):
+        flexible = float(np.array([r.correct_flexible for r in records], dtype=bool)[valid].mean())
     correlation = None
     if x.size >= 4 and 0 < y.mean() < 1:
         question = np.nonzero(valid)[0]  # the question of each scored rationale, in the order of x
@@ -191,6 +200,7 @@ def _level(records: Sequence[RationaleScores], resamples: int, seed: int) -> Lev
         n_questions=len(records),
         n_mixed=int(mixed.sum()),
         accuracy=float(correct[valid].mean()) if valid.any() else math.nan,
+        accuracy_flexible=flexible,
         partial_correlation=correlation,
         **picks,
     )

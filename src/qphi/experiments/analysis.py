@@ -46,7 +46,7 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
     if cached is not None and _still_valid(cached.summary, run_dir, icl_prompts):
         return cached
     config, model, step = load_run(run_dir, device)
-    observer = code_stream_observer(config.phi.stage_sizes, coding=True)
+    observer = code_stream_observer(model.phi.config.stage_sizes, coding=True)
     levels, tokenizer = PFALevels(config.data.pfa), CharTokenizer()
     evaluation = evaluate_levels(model, levels, tokenizer, config.eval, config.data.row_length, device, observer)
     competence = None
@@ -62,7 +62,7 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
     summary = {
         "version": VERSION,
         "step": step,
-        "bottleneck": config.phi.bottleneck,
+        "bottleneck": config.phi.bottleneck.name,
         "seed": config.train.seed,
         **evaluation.summary(),
         "coding": observer.coding_summary() if observer else None,

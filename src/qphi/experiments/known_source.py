@@ -23,7 +23,6 @@ from qphi.evaluation.coding import measure_coding
 from qphi.phi import PHiConfig, PHiLayer, PHiOutput
 from qphi.seeding import mix_seed
 from qphi.tasks import ALPHABET, PFA
-from qphi.training.schedules import cosine_anneal
 
 LN2 = math.log(2.0)
 
@@ -89,15 +88,15 @@ def train_symbol_coder(
     seed: int = 0,
 ) -> SymbolCoder:
     """Train the letter coder: read the letter back (cross-entropy) + the PHi layer's
-    terms (which, with detached targets, train the prior on the codes). Gumbel τ anneals along a
-    cosine from `phi.tau_start` to `phi.tau_end`."""
+    terms (which, with detached targets, train the prior on the codes). The bottleneck follows its
+    own schedule (e.g. a Gumbel temperature) over the `steps`."""
     torch.manual_seed(seed)
     model = SymbolCoder(phi)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     generator = torch.Generator().manual_seed(mix_seed(seed, 1))
     model.train()
     for step in range(steps):
-        model.phi.set_temperature(cosine_anneal(phi.tau_start, phi.tau_end, step / max(1, steps - 1)))
+        model.phi.set_progress(step / max(1, steps - 1))
         letters = letter_batch(pfa, batch, length, generator)
         out, logits = model(letters)
         loss = F.cross_entropy(logits.flatten(0, 1), letters.flatten()) + out.loss

@@ -14,6 +14,7 @@ from qphi.experiments.llm_run import load_llm_run
 from qphi.io import write_json
 from qphi.reports.nl_levels import plot_nl_levels
 from qphi.tasks.natural_language import load_nl_levels
+from qphi.training.trainer import saved_config
 
 
 class NLLevelsConfig(Config):
@@ -43,9 +44,9 @@ class NLLevelsResult:
 
 
 def run(config: NLLevelsConfig) -> NLLevelsResult:
+    mixture = saved_config(config.run_dir).data.mixture
+    records = load_nl_levels(config.data if config.data is not None else mixture.nl_levels_path)  # before the slow load
     run_config, model, tokenizer, step = load_llm_run(config.run_dir, device=config.device)
-    mixture = run_config.data.mixture
-    records = load_nl_levels(config.data if config.data is not None else mixture.nl_levels_path)
     max_tokens = config.max_tokens if config.max_tokens is not None else mixture.eval_max_tokens
     if config.all_tokens:
         max_tokens = None
@@ -59,6 +60,6 @@ def run(config: NLLevelsConfig) -> NLLevelsResult:
         max_tokens=evaluation.max_tokens,
     )
     write_json(config.out_dir / "nl_levels.json", result)
-    title = f"{run_config.model.pretrained}, PHi after block {run_config.model.phi_after} ({run_config.phi.bottleneck})"
+    title = f"{run_config.model.pretrained}, PHi after block {run_config.model.phi_after} ({run_config.phi.bottleneck.name})"
     plot_nl_levels(config.out_dir, result.levels, title=title)
     return result

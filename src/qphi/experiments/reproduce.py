@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from qphi.bottlenecks import registry
 from qphi.errors import QPhiError
 from qphi.evaluation.complexity import complexity_analysis
 from qphi.experiments.analysis import RunAnalysis, analyse_run
 from qphi.experiments.runs import claim, ensure_trained, eval_device, pool_levels, pool_stages
 from qphi.io import write_json, write_text
-from qphi.phi.config import BOTTLENECKS
 from qphi.reports import html as report_html
 from qphi.reports import plots
-from qphi.reports.key_results import BOTTLENECK_TITLES, LEVEL_ORDER, LEVEL_TITLES, key_results, markdown_tables
+from qphi.reports.key_results import LEVEL_ORDER, LEVEL_TITLES, key_results, markdown_tables
 from qphi.training import load_run_config
 
 DEFAULT_SEEDS = {"cpu-quick": 1, "cpu": 3, "paper": 3}
@@ -39,15 +39,16 @@ def reproduce(
     preset: str,
     out: Path,
     seeds: int | None = None,
-    bottlenecks: tuple[str, ...] = BOTTLENECKS,
+    bottlenecks: tuple[str, ...] | None = None,
     device: str = "auto",
     overrides: tuple[str, ...] = (),
     icl_prompts: int = 64,
 ) -> dict[str, Any]:
     """Train/evaluate every bottleneck × seed in `out/runs`, then write the reports into `out`."""
-    unknown = [b for b in bottlenecks if b not in BOTTLENECKS]
+    bottlenecks = bottlenecks or registry.names()
+    unknown = [b for b in bottlenecks if b not in registry.names()]
     if unknown:
-        raise QPhiError(f"unknown bottleneck(s) {', '.join(unknown)}: choose from {', '.join(BOTTLENECKS)}")
+        raise QPhiError(f"unknown bottleneck(s) {', '.join(unknown)}: choose from {', '.join(registry.names())}")
     if icl_prompts < 1:
         raise QPhiError(f"icl_prompts={icl_prompts}: the reproduction measures ICL competence on at least 1 prompt")
     if seeds is not None and seeds < 1:
@@ -59,9 +60,7 @@ def reproduce(
     analyses: dict[str, list[RunAnalysis]] = {b: [] for b in bottlenecks}
     started = time.perf_counter()
     for index, (bottleneck, seed) in enumerate(tqdm(jobs, desc="reproduce", unit="run", position=0), start=1):
-        config = load_run_config(
-            preset, [f"phi.bottleneck={bottleneck}", f"train.seed={seed}", f"train.device={device}", *overrides]
-        )
+        config = load_run_config(preset, [f"train.seed={seed}", f"train.device={device}", *overrides], bottleneck)
         run_dir = run_dir_for(out, bottleneck, seed)
         ensure_trained(config, run_dir, f"[{index}/{len(jobs)}] {bottleneck} seed {seed}")
         analyses[bottleneck].append(analyse_run(run_dir, analysis_device, icl_prompts))
@@ -115,7 +114,7 @@ def _plots(out: Path, results: dict[str, Any], complexity: dict[str, Any]) -> di
 
     def series(field: str) -> dict[str, tuple[list[float], list[float]]]:
         return {
-            BOTTLENECK_TITLES[n]: (
+            registry.title(n): (
                 [e["levels"].get(lv, {}).get(f"{field}_mean", math.nan) for lv in levels],
                 [e["levels"].get(lv, {}).get(f"{field}_std", 0.0) for lv in levels],
             )
@@ -126,12 +125,12 @@ def _plots(out: Path, results: dict[str, Any], complexity: dict[str, Any]) -> di
     plots.grouped_bars(out / "levels_phi_normalised.png", titles, series("phi_normalised"), "PHi / PHi(Mem. Seq.)")
     plots.grouped_bars(out / "levels_nll.png", titles, series("nll"), "next-token loss (nats/token)")
     points = {
-        BOTTLENECK_TITLES[n]: {LEVEL_TITLES[lv]: (v["nll_mean"], v["phi_mean"]) for lv, v in e["levels"].items()}
+        registry.title(n): {LEVEL_TITLES[lv]: (v["nll_mean"], v["phi_mean"]) for lv, v in e["levels"].items()}
         for n, e in b.items()
     }
     plots.phi_vs_nll(out / "phi_vs_nll.png", points)
     plots.complexity_curves(
-        out / "complexity.png", {BOTTLENECK_TITLES[n]: c["bins"] for n, c in complexity.items() if "bins" in c}
+        out / "complexity.png", {registry.title(n): c["bins"] for n, c in complexity.items() if "bins" in c}
     )
     return {
         "levels_phi.png": "PHi per level (mean ± std over seeds)",
@@ -155,7 +154,7 @@ def _html(out: Path, results: dict[str, Any], complexity: dict[str, Any], figure
                 cells.append(
                     f"{v[f'{field}_mean']:.3f} ± {v[f'{field}_std']:.3f}" if v and f"{field}_mean" in v else None
                 )
-            rows.append([BOTTLENECK_TITLES[name], *cells])
+            rows.append([registry.title(name), *cells])
         return rows
 
     header = ["Bottleneck", *(LEVEL_TITLES[lv] for lv in levels)]
@@ -163,11 +162,11 @@ def _html(out: Path, results: dict[str, Any], complexity: dict[str, Any], figure
     for name, c in complexity.items():
         p = c.get("partial_controlling_nll", {})
         complexity_rows.append(
-            [BOTTLENECK_TITLES[name], c.get("n_blocks"), c.get("pearson"), c.get("spearman"), p.get("value"),
+            [registry.title(name), c.get("n_blocks"), c.get("pearson"), c.get("spearman"), p.get("value"),
              f"[{p.get('low', math.nan):.3f}, {p.get('high', math.nan):.3f}]", c.get("token_partial_controlling_nll")]
         )  # fmt: skip
     competence_rows = [
-        [BOTTLENECK_TITLES[n], e["icl_competence"]["accepted_prefix_length_mean"],
+        [registry.title(n), e["icl_competence"]["accepted_prefix_length_mean"],
          e["icl_competence"]["uniform_baseline_mean"], e["icl_competence"]["generated_length_mean"]]
         for n, e in b.items()
     ]  # fmt: skip
@@ -177,7 +176,7 @@ def _html(out: Path, results: dict[str, Any], complexity: dict[str, Any], figure
             phi_bits = e["levels"][lv]["phi_bits_mean"] if lv in e["levels"] else None
             coding_rows.append(
                 [
-                    BOTTLENECK_TITLES[name],
+                    registry.title(name),
                     LEVEL_TITLES[lv],
                     phi_bits,
                     v["ideal_bits_per_token"],
@@ -186,7 +185,7 @@ def _html(out: Path, results: dict[str, Any], complexity: dict[str, Any], figure
                 ]
             )
     health_rows = [
-        [BOTTLENECK_TITLES[n], ", ".join(f"{u:.2f}" for u in e["codebook_utilisation"])]
+        [registry.title(n), ", ".join(f"{u:.2f}" for u in e["codebook_utilisation"])]
         for n, e in b.items()
         if e.get("codebook_utilisation")
     ]

@@ -138,7 +138,7 @@ def run(config: ScoreConfig) -> ScoreResult:
         step=step,
         model=run_config.model.pretrained,
         phi_after=run_config.model.phi_after,
-        bottleneck=run_config.phi.bottleneck,
+        bottleneck=run_config.phi.bottleneck.name,
         overall=summarize(scores),
         texts=[TextScore(**vars(s.summary()), title=t) for t, s in zip(titles, scores, strict=True)],
     )

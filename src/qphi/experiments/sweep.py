@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from qphi.bottlenecks import registry
 from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import HEALTH_SCALARS
 from qphi.experiments.analysis import analyse_run
@@ -25,70 +26,43 @@ from qphi.io import write_json
 from qphi.reports import html as report_html
 from qphi.reports import plots
 from qphi.reports.key_results import LEVEL_ORDER, LEVEL_TITLES, key_results
-from qphi.training import load_run_config
+from qphi.training import RunConfig, load_run_config
 
-DISCRETE = ("gumbel", "vq", "residual", "fsq")
 # what the sweep sets itself: an override of one of these would silently change every run
 SWEPT_KEYS = ("phi.bottleneck", "phi.codebook_size", "phi.num_stages", "phi.fsq_levels", "train.seed", "train.device")
-MAX_FSQ_LEVEL = 8  # dimensions are added until no level needs more than about this many
-
-
-def fsq_levels_for(size: int) -> list[int]:
-    """FSQ levels whose product (the implied codebook) is the size asked for, or near it.
-
-    Rule: d = ⌈log₈ size⌉ dimensions, so that no dimension needs more than about 8 levels; every
-    level is b = ⌊size^(1/d)⌋ or b + 1, raising one dimension at a time and keeping the product
-    nearest to `size` in log ratio; largest levels first. Exact when `size` is a d-th power:
-    16 → [4, 4], 64 → [8, 8], 4096 → [8, 8, 8, 8]; otherwise near: 256 → [7, 6, 6] (252),
-    1024 → [6, 6, 6, 5] (1080).
-    """
-    if size < 2:
-        raise QPhiError(f"an FSQ codebook needs at least 2 codes, got size {size}: use sizes >= 2")
-    dims = max(1, math.ceil(math.log(size) / math.log(MAX_FSQ_LEVEL) - 1e-9))
-    base = max(2, round(size ** (1 / dims)))
-    while base > 2 and base**dims > size:
-        base -= 1
-    candidates = [[base + 1] * raised + [base] * (dims - raised) for raised in range(dims + 1)]
-    return min(candidates, key=lambda levels: abs(math.log(math.prod(levels) / size)))
 
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One configuration of the sweep: a bottleneck at codebook size K and depth Q."""
+    """One configuration of the sweep: a bottleneck with a codebook of about `size` codes (per
+    stage) and `stages` stages (for bottlenecks with a depth axis)."""
 
     bottleneck: str
-    size: int  # K per stage; for FSQ the implied codebook size asked for
-    stages: int = 1  # Q, residual quantization stages (1 for the other bottlenecks)
-
-    @property
-    def fsq_levels(self) -> list[int] | None:
-        return fsq_levels_for(self.size) if self.bottleneck == "fsq" else None
-
-    @property
-    def codebook_size(self) -> int:
-        """Codes per stage (gumbel, vq, residual); the implied codebook ∏ levels for FSQ."""
-        return math.prod(self.fsq_levels) if self.bottleneck == "fsq" else self.size
+    size: int
+    stages: int = 1
 
     @property
     def label(self) -> str:
-        return f"{self.bottleneck}-K{self.size}" + (f"-Q{self.stages}" if self.bottleneck == "residual" else "")
+        depth = registry.config_class(self.bottleneck).depth_axis
+        return f"{self.bottleneck}-K{self.size}" + (f"-Q{self.stages}" if depth else "")
 
-    def overrides(self) -> list[str]:
-        if self.bottleneck == "fsq":
-            return [f"phi.fsq_levels=[{','.join(map(str, self.fsq_levels))}]"]
-        stages = [f"phi.num_stages={self.stages}"] if self.bottleneck == "residual" else []
-        return [f"phi.codebook_size={self.size}", *stages]
+    def configure(self, config: RunConfig) -> RunConfig:
+        """`config` (with this point's bottleneck) with its codebook sized for this point."""
+        bottleneck = config.phi.bottleneck
+        sized = bottleneck.sized(self.size, self.stages if bottleneck.depth_axis else None)
+        return config.replace(phi=config.phi.replace(bottleneck=sized))
 
 
 def sweep_points(bottleneck: str, sizes: tuple[int, ...], stages: tuple[int, ...] = (1,)) -> list[SweepPoint]:
-    """Every size × depth, sizes ascending (depths only for the residual bottleneck)."""
-    if bottleneck not in DISCRETE:
-        raise QPhiError(f"the codebook sweep needs a discrete bottleneck: choose one of {', '.join(DISCRETE)}")
+    """Every size × depth, sizes ascending (depths only for bottlenecks with a depth axis)."""
+    discrete = registry.discrete_names()
+    if bottleneck not in discrete:
+        raise QPhiError(f"the codebook sweep needs a discrete bottleneck: choose one of {', '.join(discrete)}")
     if not sizes or min(sizes) < 2 or len(set(sizes)) != len(sizes):
         raise QPhiError(f"--sizes must list distinct codebook sizes >= 2, got {list(sizes)}: e.g. --sizes 16 64 256")
     if not stages or min(stages) < 1:
         raise QPhiError(f"--stages must list depths >= 1, got {list(stages)}: e.g. --stages 1 2 4")
-    if bottleneck != "residual" and tuple(stages) != (1,):
+    if not registry.config_class(bottleneck).depth_axis and tuple(stages) != (1,):
         raise QPhiError(f"--stages sets the depth of the residual bottleneck; {bottleneck} has one stage: drop it")
     return [SweepPoint(bottleneck, k, q) for q in sorted(set(stages)) for k in sorted(sizes)]
 
@@ -113,29 +87,24 @@ def sweep(
         raise QPhiError(f"the sweep sets {', '.join(swept)} itself: use --bottleneck/--sizes/--stages/--seeds instead")
     if seeds < 1:
         raise QPhiError(f"--seeds must be >= 1, got {seeds}: pass --seeds 1 or more")
-    if stages is None and bottleneck == "residual":
-        stages = (load_run_config(preset, ["phi.bottleneck=residual", *overrides]).phi.num_stages,)
+    if stages is None and registry.config_class(bottleneck).depth_axis:
+        stages = (load_run_config(preset, list(overrides), bottleneck).phi.bottleneck.depth(),)
     points = sweep_points(bottleneck, tuple(sizes), tuple(stages or (1,)))
     analysis_device = eval_device(device)
     claim(out, "sweep_config.json", {"preset": preset, "bottleneck": bottleneck, "overrides": list(overrides)}, "sweep")
     jobs = [(p, s) for p in points for s in range(seeds)]
     summaries: dict[SweepPoint, list[dict[str, Any]]] = {p: [] for p in points}
+    configs: dict[SweepPoint, RunConfig] = {}
     started = time.perf_counter()
     for index, (point, seed) in enumerate(tqdm(jobs, desc="sweep", unit="run", position=0), start=1):
-        config = load_run_config(
-            preset,
-            [
-                f"phi.bottleneck={bottleneck}",
-                f"train.seed={seed}",
-                f"train.device={device}",
-                *overrides,
-                *point.overrides(),
-            ],
+        config = point.configure(
+            load_run_config(preset, [f"train.seed={seed}", f"train.device={device}", *overrides], bottleneck)
         )
+        configs[point] = config
         run_dir = out / "runs" / f"{point.label}-seed{seed}"
         ensure_trained(config, run_dir, f"[{index}/{len(jobs)}] {point.label} seed {seed}")
         summaries[point].append(analyse_run(run_dir, analysis_device, icl_prompts=0).summary)
-    results = sweep_results(preset, bottleneck, summaries)
+    results = sweep_results(preset, bottleneck, summaries, configs)
     results["wall_time_s"] = time.perf_counter() - started
     write_sweep_reports(out, results)
     print(markdown_table(results))
@@ -143,7 +112,12 @@ def sweep(
     return results
 
 
-def sweep_results(preset: str, bottleneck: str, summaries: dict[SweepPoint, list[dict[str, Any]]]) -> dict[str, Any]:
+def sweep_results(
+    preset: str,
+    bottleneck: str,
+    summaries: dict[SweepPoint, list[dict[str, Any]]],
+    configs: dict[SweepPoint, RunConfig],
+) -> dict[str, Any]:
     """Per configuration, pooled over seeds: PHi and next-token loss per level (mean ± std), coded
     bits per level and codebook health per stage (means)."""
     pooled = key_results(preset, {p.label: runs for p, runs in summaries.items()})["bottlenecks"]
@@ -161,9 +135,9 @@ def sweep_results(preset: str, bottleneck: str, summaries: dict[SweepPoint, list
                 "label": point.label,
                 "bottleneck": point.bottleneck,
                 "size": point.size,
-                "codebook_size": point.codebook_size,
+                "codebook_size": configs[point].phi.bottleneck.sweep_size,
                 "stages": point.stages,
-                "fsq_levels": point.fsq_levels,
+                "options": configs[point].phi.bottleneck.model_dump(mode="json"),
                 "stage_sizes": stage_sizes,
                 "capacity_bits": float(sum(np.log2(stage_sizes))),
                 "seeds": [r["seed"] for r in runs],
@@ -213,7 +187,7 @@ def _plot(path: Path, results: dict[str, Any]) -> None:
     depths = sorted({c["stages"] for c in configurations})
 
     def variant(q: int) -> str:
-        return f"Q={q}" if results["bottleneck"] == "residual" and len(depths) > 1 else ""
+        return f"Q={q}" if len(depths) > 1 else ""
 
     def per_level(field: str, error: str | None = None, error_scale: float = 1.0) -> dict:
         curves = {}
@@ -239,7 +213,7 @@ def _plot(path: Path, results: dict[str, Any]) -> None:
                 [c["codebook_health"][s]["utilisation"] for c in rows],
                 [0.0] * len(rows),
             )
-    x_label = "implied codebook size ∏ levels" if results["bottleneck"] == "fsq" else "codebook size K"
+    x_label = "codebook size (codes per stage; FSQ: ∏ levels)"
     plots.line_panels(
         path,
         [

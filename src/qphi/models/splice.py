@@ -105,9 +105,7 @@ class PHiModel(nn.Module):
             self._phi_output = result
             new = result.h
         elif self._bottleneck_only:
-            mask = hidden.new_ones(hidden.shape[:2], dtype=torch.bool)
-            with torch.autocast(hidden.device.type, enabled=False):
-                new = self.phi.bottleneck(hidden.float(), mask).h.to(hidden.dtype)
+            new = self.phi.transmit(hidden, hidden.new_ones(hidden.shape[:2], dtype=torch.bool))
         else:  # plain use of the base model, e.g. generating with the original LLM
             return output
         return (new, *output[1:]) if isinstance(output, tuple) else new

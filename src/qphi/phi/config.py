@@ -1,43 +1,27 @@
-"""Configuration of a PHi layer: which bottleneck, its prior, and the loss weights."""
+"""Configuration of a PHi layer: which bottleneck (with its own options), its prior, the loss weights.
+
+The bottleneck is any registered `BottleneckConfig` (`qphi.bottlenecks.registry`), told apart by its
+`name`. It can be given whole (`bottleneck=VQConfig(codebook_size=256)`, or a mapping with `name`)
+or, as in the presets and on the command line, as a name with its options beside it
+(`bottleneck="vq", codebook_size=256`): such a flat option is routed to the chosen bottleneck, and
+one that belongs to another bottleneck is an error that says which.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from qphi.bottlenecks import registry
+from qphi.bottlenecks.base import BottleneckConfig
 from qphi.configuration import Config
+from qphi.errors import closest
+from qphi.latents import LatentShape
+from qphi.prior.config import PriorConfig
 
-BottleneckName = Literal["continuous", "gumbel", "vq", "residual", "fsq"]
-BOTTLENECKS: tuple[str, ...] = ("continuous", "gumbel", "vq", "residual", "fsq")
-
-
-class PriorConfig(Config):
-    """The learned autoregressive prior: one causal self-attention block + RMSNorm + SwiGLU head."""
-
-    width: int | None = Field(None, ge=8, description="model width of the prior; None = the host's d_model")
-    n_heads: int = Field(4, ge=1)
-    mlp_ratio: float = Field(8 / 3, gt=0)
-    rope_base: float = Field(10_000.0, gt=0)
-
-
-class VQConfig(Config):
-    """Options of nearest-codebook quantization (the `vq` bottleneck and VQ stages of `residual`)."""
-
-    codebook_update: Literal["ema", "gradient"] = "ema"
-    ema_decay: float = Field(0.95, gt=0, lt=1)
-    kmeans_init: bool = True
-    dead_code_threshold: float = Field(
-        2.0, ge=0, description="revive codes whose EMA usage count per batch falls below this (0 = never)"
-    )
-    gradient: Literal["straight_through", "rotation"] = "rotation"
-    critic_temperature: float = Field(
-        1.0,
-        gt=0,
-        description="temperature of the soft (distance-softmax) posterior of VQ and FSQ codes, used by the "
-        "self-critic and by the straight-through rate gradient of the PHi term (without detached targets)",
-    )
+DEFAULT_BOTTLENECK = "gumbel"
 
 
 class LossWeights(Config):
@@ -61,46 +45,56 @@ class PHiConfig(Config):
     d_model: int | None = Field(
         None, ge=1, description="width of the host model; None = filled in by the model builder"
     )
-    bottleneck: BottleneckName = "gumbel"
-    latent_dim: int | None = Field(
-        None,
-        ge=1,
-        description="continuous: d_z (None = d_model); discrete: codebook vector width (None = min(d_model, 64))",
+    bottleneck: registry.config_type() = Field(  # type: ignore[valid-type]
+        default_factory=lambda: registry.config_class(DEFAULT_BOTTLENECK)(),
+        description=f"the bottleneck and its options: one of {', '.join(registry.names())}",
     )
-    codebook_size: int = Field(64, ge=2, description="K, codes per stage (gumbel, vq, residual)")
-    num_stages: int = Field(2, ge=1, description="Q, residual quantization stages")
-    residual_quantizer: Literal["gumbel", "vq"] = "gumbel"
-    fsq_levels: list[int] = Field(default_factory=lambda: [8, 5, 5, 5])
-    fsq_bound: Literal["tanh", "ifsq"] = "tanh"
-    fsq_prior: Literal["factorised", "joint"] = Field(
-        "factorised",
-        description="factorised: one categorical per FSQ dimension, coarse-to-fine; joint: one over all codes",
-    )
-    gumbel_logit_init: float = Field(
-        4.0, gt=0, description="spread of the Gumbel posterior's initial logits (see GumbelStage)"
-    )
-    tau_start: float = Field(1.0, gt=0, description="Gumbel-softmax temperature at the start of training")
-    tau_end: float = Field(0.1, gt=0, description="... and at the end (cosine anneal)")
     deterministic_eval: bool = Field(True, description="evaluation uses the posterior mean / argmax code, not a sample")
-    logvar_min: float = -5.0
-    logvar_max: float = 10.0
     prior: PriorConfig = PriorConfig()
-    vq: VQConfig = VQConfig()
     loss: LossWeights = LossWeights()
 
-    @field_validator("fsq_levels")
+    @model_validator(mode="before")
     @classmethod
-    def _check_levels(cls, levels: list[int]) -> list[int]:
-        if not levels or min(levels) < 2:
-            raise ValueError("must be a non-empty list of levels per FSQ dimension, each >= 2 (e.g. [8, 5, 5, 5])")
-        return levels
+    def _route_bottleneck_options(cls, data: Any) -> Any:
+        """`bottleneck: NAME` with the bottleneck's options beside it → one bottleneck config."""
+        if not isinstance(data, dict):
+            return data
+        choice = data.get("bottleneck", DEFAULT_BOTTLENECK)
+        flat = {k: v for k, v in data.items() if k not in cls.model_fields and registry.owners(k)}
+        if isinstance(choice, str):
+            choice = {"name": choice}
+        elif isinstance(choice, BottleneckConfig) and flat:
+            choice = choice.model_dump(exclude_unset=True) | {"name": choice.name}
+        elif not (isinstance(choice, dict) and flat):
+            return data  # nothing to route; a wrong type is reported at `bottleneck`
+        name = choice.get("name")
+        for key in flat:
+            if name in registry.names() and name not in registry.owners(key):
+                owners = registry.owners(key)
+                listed = ", ".join(owners[:-1]) + " and " + owners[-1] if len(owners) > 1 else owners[0]
+                raise ValueError(
+                    f"'{key}' is an option of the {listed} bottleneck{'s' if len(owners) > 1 else ''}, not of "
+                    f"{name}: remove it, or choose one of those with bottleneck=..."
+                )
+        rest = {k: v for k, v in data.items() if k not in flat}
+        return {**rest, "bottleneck": {**choice, **flat}}
 
-    @field_validator("logvar_max")
+    @field_validator("bottleneck", mode="before")
     @classmethod
-    def _check_logvar(cls, logvar_max: float, info: ValidationInfo) -> float:
-        if "logvar_min" in info.data and logvar_max <= info.data["logvar_min"]:
-            raise ValueError(f"must be above logvar_min={info.data['logvar_min']}")
-        return logvar_max
+    def _known_bottleneck(cls, value: Any) -> Any:
+        name = value.get("name") if isinstance(value, dict) else None
+        if name is not None and name not in registry.names():
+            choices = registry.names()
+            raise ValueError(
+                f"unknown bottleneck {name!r}{closest(str(name), choices)}: choose one of {', '.join(choices)}"
+            )
+        return value
+
+    @classmethod
+    def flat_keys(cls) -> list[str]:
+        """The keys a `phi` block accepts: its own and every bottleneck's options (for suggestions)."""
+        options = {key for name in registry.names() for key in registry.config_class(name).model_fields}
+        return [*cls.model_fields, *sorted(options - set(cls.model_fields) - {"name"})]
 
     @field_validator("prior")
     @classmethod
@@ -129,24 +123,19 @@ class PHiConfig(Config):
         return self.d_model
 
     @property
+    def latent(self) -> LatentShape:
+        """The latent the prior predicts (its width, and the codes per stage of a discrete one)."""
+        return self.bottleneck.latent(self.require_d_model())
+
+    @property
     def code_dim(self) -> int:
         """Width of the latent vector z (d_z for continuous, the codebook width for discrete)."""
-        if self.bottleneck == "continuous":
-            return self.latent_dim or self.require_d_model()
-        if self.bottleneck == "fsq":
-            return len(self.fsq_levels)
-        return self.latent_dim or min(self.require_d_model(), 64)
+        return self.latent.code_dim
 
     @property
     def stage_sizes(self) -> tuple[int, ...]:
         """Codes per stage of the discrete latent (empty for the continuous bottleneck)."""
-        if self.bottleneck == "continuous":
-            return ()
-        if self.bottleneck == "fsq":
-            levels = tuple(self.fsq_levels)
-            return levels if self.fsq_prior == "factorised" else (math.prod(levels),)
-        stages = self.num_stages if self.bottleneck == "residual" else 1
-        return (self.codebook_size,) * stages
+        return self.bottleneck.stage_sizes
 
     @property
     def max_phi_nats(self) -> float:
@@ -158,3 +147,8 @@ class PHiConfig(Config):
         """
         sizes = self.stage_sizes
         return sum(math.log(k) for k in sizes) if sizes else math.inf
+
+
+_shadowed = {key for cls in registry.configs().values() for key in cls.model_fields} & set(PHiConfig.model_fields)
+if _shadowed - {"name"}:
+    raise TypeError(f"bottleneck options {sorted(_shadowed)} have the names of PHiConfig's own keys: rename them")

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from qphi.bottlenecks import build_bottleneck
 from qphi.latents import CodeParams, Posterior, Prior, code_length, divergence, kl_to_standard, scale_gradient
 from qphi.phi.config import PHiConfig
 from qphi.phi.losses import masked_mean, self_critic_loss
@@ -64,14 +63,26 @@ class PHiLayer(nn.Module):
 
     def __init__(self, config: PHiConfig):
         super().__init__()
-        config.require_d_model()
         self.config = config
-        self.bottleneck = build_bottleneck(config)
-        self.prior = AutoregressivePrior(config)
+        self.bottleneck = config.bottleneck.build(config.require_d_model())
+        self.prior = AutoregressivePrior(config.prior, config.prior_width, config.latent)
         self.rate_scale = 1.0
 
-    def set_temperature(self, tau: float) -> None:
-        self.bottleneck.set_temperature(tau)
+    def set_progress(self, fraction: float) -> None:
+        """Where training stands (0 → 1), for the bottleneck's own schedules (e.g. its temperature)."""
+        self.bottleneck.set_progress(fraction)
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the bottleneck samples its latent (training, or evaluation without deterministic_eval)."""
+        return self.training or not self.config.deterministic_eval
+
+    def transmit(self, h: Tensor, mask: Tensor) -> Tensor:
+        """What the upper layers receive for h (B, T, d_model), without the prior: for generation,
+        where PHi is not needed. In evaluation every bottleneck works token by token (mean / argmax /
+        nearest code), so KV-cached generation through it is exact."""
+        with torch.autocast(h.device.type, enabled=False):
+            return self.bottleneck(h.float(), mask, self.sampling).h.to(h.dtype)
 
     def set_rate_scale(self, factor: float) -> None:
         """Scale the PHi term's gradient into the posterior (the *rate* gradient) by `factor` ∈ [0, 1]
@@ -92,7 +103,7 @@ class PHiLayer(nn.Module):
         mask = padding_mask.bool() if padding_mask is not None else h.new_ones(h.shape[:2], dtype=torch.bool)
         loss_mask = mask if loss_mask is None else loss_mask.bool() & mask
         with torch.autocast(h.device.type, enabled=False):
-            b = self.bottleneck(h.float(), mask)
+            b = self.bottleneck(h.float(), mask, self.sampling)
         rate = 0.0 if self.config.loss.detach_targets else self.rate_scale
         target = b.posterior.scale_gradient(rate)
         prior_input = b.codes if b.codes is not None else scale_gradient(b.z, rate)

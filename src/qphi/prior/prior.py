@@ -16,17 +16,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from qphi.latents import CategoricalParams, GaussianParams
-from qphi.phi.config import PHiConfig
+from qphi.latents import CategoricalParams, GaussianParams, LatentShape
 from qphi.prior.attention import CausalSelfAttention, SequenceLayout, SwiGLU
+from qphi.prior.config import PriorConfig
 
 
 class AutoregressivePrior(nn.Module):
-    def __init__(self, config: PHiConfig):
+    """p(z_t | z_<t) for latents of `shape`, in a model of `width` (see the module docstring)."""
+
+    def __init__(self, config: PriorConfig, width: int, shape: LatentShape):
         super().__init__()
         self.config = config
-        width = config.prior_width
-        self.stage_sizes = config.stage_sizes
+        self.shape = shape
+        self.stage_sizes = shape.stage_sizes
         if self.stage_sizes:
             offsets = torch.tensor((0, *self.stage_sizes[:-1])).cumsum(0)
             self.register_buffer("offsets", offsets.view(-1, 1, 1), persistent=False)
@@ -38,15 +40,15 @@ class AutoregressivePrior(nn.Module):
             valid = torch.arange(max_codes) < torch.tensor(self.stage_sizes).unsqueeze(-1)
             self.register_buffer("invalid_codes", ~valid, persistent=False)
         else:
-            self.embed = nn.Linear(config.code_dim, width)
-            self.out = nn.Linear(width, 2 * config.code_dim)
+            self.embed = nn.Linear(shape.code_dim, width)
+            self.out = nn.Linear(width, 2 * shape.code_dim)
         # Not zero: the bias-free SwiGLU head has zero gradient at a zero input, so a zero
         # initial context would never learn.
         self.initial = nn.Parameter(torch.randn(width) * 0.02)
         self.attn_norm = nn.RMSNorm(width)
-        self.attn = CausalSelfAttention(width, config.prior.n_heads, config.prior.rope_base)
+        self.attn = CausalSelfAttention(width, config.n_heads, config.rope_base)
         self.head_norm = nn.RMSNorm(width)
-        self.mlp = SwiGLU(width, int(config.prior.mlp_ratio * width))
+        self.mlp = SwiGLU(width, int(config.mlp_ratio * width))
 
     def forward(self, latents: Tensor, layout: SequenceLayout) -> GaussianParams | CategoricalParams:
         """latents: codes (Q, B, T) int64 for discrete bottlenecks, z (B, T, D) for the continuous one."""
@@ -59,7 +61,7 @@ class AutoregressivePrior(nn.Module):
         context = self._previous_step(x, layout.starts)
         if not self.stage_sizes:
             mean, logvar = self.out(self.mlp(self.head_norm(context))).chunk(2, dim=-1)
-            return GaussianParams(mean, logvar.clamp(self.config.logvar_min, self.config.logvar_max))
+            return GaussianParams(mean, logvar.clamp(*self.shape.logvar_range))
         # codes of stages < s at the same step (an exclusive cumsum: stage s must not see its own code,
         # not even through rounding, or an entropy decoder could not reproduce its distribution)
         coarser = torch.cat([torch.zeros_like(stage_vectors[:1]), stage_vectors[:-1].cumsum(0)])

@@ -40,19 +40,20 @@ def plot_correctness(path: str | os.PathLike, levels: Mapping[str, LevelAnalysis
 
 
 def correctness_table(levels: Mapping[str, LevelAnalysis]) -> str:
-    """One line per level: counts, accuracy and the four estimates ('-' where there is none);
+    """One line per level: counts, accuracy (strict, flexible) and the four estimates ('-' where there is none);
     then a note for every interval that left out resamples whose statistic was not finite."""
     lines = [
-        f"{'level':<6} {'questions':>9} {'mixed':>6} {'accuracy':>9} {'highest PHi':>12} {'lowest NLL':>11} "
-        f"{'random':>7} {'partial r':>10}"
+        f"{'level':<6} {'questions':>9} {'mixed':>6} {'accuracy':>9} {'flexible':>9} {'highest PHi':>12} "
+        f"{'lowest NLL':>11} {'random':>7} {'partial r':>10}"
     ]
     notes = []
     for name, level in levels.items():
         estimates = [getattr(level, key) for key in ESTIMATES]
         cells = [f"{e.value:.3f}" if e is not None else "-" for e in estimates]
+        flexible = "-" if level.accuracy_flexible is None else f"{level.accuracy_flexible:.3f}"
         lines.append(
-            f"{name:<6} {level.n_questions:>9d} {level.n_mixed:>6d} {level.accuracy:>9.3f} {cells[0]:>12} "
-            f"{cells[1]:>11} {cells[2]:>7} {cells[3]:>10}"
+            f"{name:<6} {level.n_questions:>9d} {level.n_mixed:>6d} {level.accuracy:>9.3f} {flexible:>9} "
+            f"{cells[0]:>12} {cells[1]:>11} {cells[2]:>7} {cells[3]:>10}"
         )
         for key, e in zip(ESTIMATES, estimates, strict=True):
             if e is not None and e.nonfinite:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from qphi.bottlenecks import registry
 from qphi.tasks import LEVEL_KEYS
 
 LEVEL_ORDER = [LEVEL_KEYS[i] for i in sorted(LEVEL_KEYS)]
@@ -19,7 +20,6 @@ LEVEL_TITLES = {
     "random": "Random",
     "copy": "Copy",
 }
-BOTTLENECK_TITLES = {"continuous": "Continuous", "gumbel": "Gumbel", "vq": "VQ", "residual": "RQ", "fsq": "FSQ"}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -71,7 +71,7 @@ def markdown_tables(results: dict[str, Any]) -> str:
                 cells.append(
                     _cell(e[f"{field}_mean"], e[f"{field}_std"], e["n_seeds"]) if e and f"{field}_mean" in e else "–"
                 )
-            out.append(f"| {BOTTLENECK_TITLES.get(name, name)} | " + " | ".join(cells) + " |")
+            out.append(f"| {registry.title(name)} | " + " | ".join(cells) + " |")
         out.append("")
     seeds = {b["levels"][next(iter(b["levels"]))]["n_seeds"] for b in results["bottlenecks"].values()}
     out.append(

@@ -1,35 +1,37 @@
-"""Tasks and data: PFA automata, learning levels, the character tokenizer, packing, real-data loaders."""
+"""Tasks and data: PFA automata, learning levels, the character tokenizer, packing, real-data loaders.
 
-from qphi.tasks.levels import (
-    LEVEL_KEYS,
-    LEVEL_NAMES,
-    PFA_LEVELS,
-    TRAINING_LEVELS,
-    LevelConfig,
-    PFALevels,
-    Sample,
-)
-from qphi.tasks.packing import IGNORE_INDEX, Batch, pack_rows, pack_samples
-from qphi.tasks.pfa import ALPHABET, PFA, random_pfa
-from qphi.tasks.stream import PackedBatches, SampleStream
-from qphi.tasks.tokenizer import CharTokenizer
+The names below are imported lazily, so light modules of this package (the data-file helpers
+the command line's `qphi data` uses) load without torch.
+"""
 
-__all__ = [
-    "ALPHABET",
-    "IGNORE_INDEX",
-    "LEVEL_KEYS",
-    "LEVEL_NAMES",
-    "PFA",
-    "PFA_LEVELS",
-    "TRAINING_LEVELS",
-    "Batch",
-    "CharTokenizer",
-    "LevelConfig",
-    "PFALevels",
-    "PackedBatches",
-    "Sample",
-    "SampleStream",
-    "pack_rows",
-    "pack_samples",
-    "random_pfa",
-]
+from typing import Any
+
+_EXPORTS = {
+    "LEVEL_KEYS": "qphi.tasks.levels",
+    "LEVEL_NAMES": "qphi.tasks.levels",
+    "PFA_LEVELS": "qphi.tasks.levels",
+    "TRAINING_LEVELS": "qphi.tasks.levels",
+    "LevelConfig": "qphi.tasks.levels",
+    "PFALevels": "qphi.tasks.levels",
+    "Sample": "qphi.tasks.levels",
+    "IGNORE_INDEX": "qphi.tasks.packing",
+    "Batch": "qphi.tasks.packing",
+    "pack_rows": "qphi.tasks.packing",
+    "pack_samples": "qphi.tasks.packing",
+    "ALPHABET": "qphi.tasks.pfa",
+    "PFA": "qphi.tasks.pfa",
+    "random_pfa": "qphi.tasks.pfa",
+    "PackedBatches": "qphi.tasks.stream",
+    "SampleStream": "qphi.tasks.stream",
+    "CharTokenizer": "qphi.tasks.tokenizer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'qphi.tasks' has no attribute {name!r}")

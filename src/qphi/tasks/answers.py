@@ -1,6 +1,13 @@
-"""Final answers of GSM-8k and MATH rationales: extraction and normalisation for comparison (SPEC §4.4).
+"""Final answers of GSM-8k and MATH rationales: extraction and comparison (SPEC §4.4), two ways.
 
-GSM-8k: the number after the last '####', with ',', '$', '%' and trailing units dropped.
+**Strict** (the paper's rule, and the default): the answer where the prompt asks for it — after
+the last '####' (GSM-8k) or in the last \\boxed{} (MATH) — normalised and compared as strings.
+**Flexible**: the answer also from a 'The answer is …' ending (and from a box for GSM-8k),
+compared by `math-verify`, which parses both sides into sympy and tests equality, so
+2\\sqrt{2} = \\sqrt{8}, \\frac{\\sqrt2}{2} = \\frac1{\\sqrt2}, 10^{-1} = 0.1 and 1{,}000 = 1000,
+which the string normaliser misses. Reports give both accuracies side by side.
+
+Strict normalisation. GSM-8k: the number after the last '####', with ',', '$', '%' and trailing units dropped.
 MATH: the content of the last \\boxed{...} / \\fbox{...}, rewritten to a canonical string in
 the spirit of Hendrycks et al.'s `is_equiv` normaliser — spacing, \\left/\\right, \\dfrac,
 \\text{...} and units, degrees, dollars and percent signs go; '\\frac12' gets its braces; and
@@ -159,6 +166,46 @@ def math_answer(text: str) -> str | None:
     if boxed is None:
         return None
     return normalize_math_answer(boxed) or None
+
+
+# --- flexible: lenient extraction, math-verify equivalence ------------------------------------
+
+_ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|:|=)\s*:?", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
+_MATH_MODE = re.compile(r"(?<!\\)\$|\\\(|\\\[")  # an unescaped $, \( or \[
+
+
+def flexible_answer(text: str, dataset: Dataset) -> str | None:
+    """The raw final answer of a rationale, found leniently: after the last '####' (GSM-8k), else in
+    the last \\boxed{}, else in the sentence after the last 'answer is' / 'answer:'; None if none."""
+    marker = text.rfind("####") if dataset == "gsm8k" else -1
+    if marker >= 0 and text[marker + 4 :].strip():
+        return text[marker + 4 :].strip()
+    boxed = last_boxed(text)
+    if boxed and boxed.strip():
+        return boxed
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    if not phrases:
+        return None
+    rest = text[phrases[-1].end() :].strip()
+    return rest[: m.start()] if (m := _SENTENCE_END.search(rest)) else rest or None
+
+
+def _for_math_verify(answer: str, dataset: Dataset) -> str:
+    """GSM-8k answers are plain numbers whose '$' is a dollar sign; MATH answers are LaTeX, put in
+    math mode unless they already are."""
+    if dataset == "gsm8k":
+        return answer.replace("$", "")
+    return answer if _MATH_MODE.search(answer) else f"${answer}$"
+
+
+def answers_equivalent(predicted: str | None, gold: str | None, dataset: Dataset) -> bool:
+    """Whether two raw answers are mathematically equal by `math-verify`; None never matches."""
+    if predicted is None or gold is None:
+        return False
+    from math_verify import parse, verify
+
+    return bool(verify(parse(_for_math_verify(gold, dataset)), parse(_for_math_verify(predicted, dataset))))
 
 
 # --- both ------------------------------------------------------------------------------------

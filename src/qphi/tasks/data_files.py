@@ -10,23 +10,53 @@ from typing import Any
 from qphi.errors import QPhiError
 
 DATA_ENV = "QPHI_DATA"
+MANIFEST = "SOURCE.json"  # written by `qphi data fetch` into each dataset folder: where it came from
+
+# dataset folder → (`qphi data fetch` name, the config key that points at it)
+DATASETS: dict[str, tuple[str, str]] = {
+    "gsm8k": ("gsm8k", "data.mixture.gsm8k_path"),
+    "math": ("math", "data.mixture.math_path"),
+    "natural_language_levels": ("nl-levels", "data.mixture.nl_levels_path"),
+}
 
 
 def default_data_dir() -> Path:
-    """$QPHI_DATA, else `shared/data` beside the repository (<repo>/../shared/data)."""
+    """$QPHI_DATA, else the platform's user data folder (~/.local/share/qphi on Linux), where
+    `qphi data fetch` puts the datasets."""
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+        return Path(os.environ[DATA_ENV]).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("qphi")
+
+
+def _development_data_dir() -> Path | None:
+    """`shared/data` beside a source checkout of qphi (<repo>/../shared/data), if there is one."""
+    repo = Path(__file__).resolve().parents[3]
+    folder = repo.parent / "shared" / "data"
+    return folder if (repo / "pyproject.toml").is_file() and folder.is_dir() else None
 
 
 def data_path(path: str | os.PathLike | None, default_name: str) -> Path:
-    """`path` if given, else the dataset folder `default_name` under the default data folder."""
-    return Path(path) if path is not None else default_data_dir() / default_name
+    """`path` if given, else the dataset folder `default_name` in the default data folder — or,
+    without $QPHI_DATA and while that folder lacks it, in a source checkout's ../shared/data."""
+    if path is not None:
+        return Path(path).expanduser()
+    fetched = default_data_dir() / default_name
+    development = _development_data_dir()
+    if not fetched.exists() and not os.environ.get(DATA_ENV) and development and (development / default_name).exists():
+        return development / default_name
+    return fetched
 
 
-def missing(what: str, path: Path, expected: str) -> QPhiError:
+def missing(what: str, path: Path, expected: str, dataset: str) -> QPhiError:
+    """The error for a dataset that is not where a command looks: where it comes from and every
+    way to point at a copy."""
+    fetch, key = DATASETS[dataset]
     return QPhiError(
-        f"{what} not found at '{path}': pass the path of {expected}, or set {DATA_ENV} to the folder holding it"
+        f"{what} not found at '{path}': download it with `qphi data fetch {fetch}` (into {default_data_dir()}; "
+        f"--to DIR and {DATA_ENV}=DIR for another folder), or give the path of {expected} "
+        f"(the command's --data option, or {key} in the config)"
     )
 
 

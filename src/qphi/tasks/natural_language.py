@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from qphi.tasks.data_files import data_path, missing, read_json, require_keys
+from qphi.tasks.data_files import MANIFEST, data_path, missing, read_json, require_keys
 
 # the file-level names and how the paper's figure labels them
 NL_CATEGORIES: dict[str, str] = {
@@ -37,11 +37,18 @@ def _natural_key(name: str) -> tuple:
 
 
 def load_nl_levels(path: str | os.PathLike | None = None) -> list[NLRecord]:
-    """Every `*.json` file of the folder (default: <data>/natural_language_levels), in natural name order."""
+    """Every `*.json` file of the folder (default: <data>/natural_language_levels) but the fetch's
+    SOURCE.json, in natural name order."""
     folder = data_path(path, "natural_language_levels")
-    files = sorted(folder.glob("*.json"), key=lambda p: _natural_key(p.stem)) if folder.is_dir() else []
+    texts = [p for p in folder.glob("*.json") if p.name != MANIFEST] if folder.is_dir() else []
+    files = sorted(texts, key=lambda p: _natural_key(p.stem))
     if not files:
-        raise missing("natural-language levels", folder, "a folder of {level, user, assistant} JSON files")
+        raise missing(
+            "natural-language levels",
+            folder,
+            "a folder of {level, user, assistant} JSON files",
+            "natural_language_levels",
+        )
     records = []
     for file in files:
         data = require_keys(read_json(file), ("level", "user", "assistant"), f"'{file}'")

@@ -17,8 +17,10 @@ from typing import Literal
 from qphi.errors import QPhiError
 from qphi.tasks.answers import (
     Dataset,
+    answers_equivalent,
     answers_match,
     extract_answer,
+    flexible_answer,
     gsm8k_answer,
     last_boxed,
     math_answer,
@@ -40,9 +42,11 @@ __all__ = [
     "MATH_PROMPT_SUFFIX",
     "PROMPT_SUFFIXES",
     "ReasoningProblem",
+    "answers_equivalent",
     "answers_match",
     "build_prompt",
     "extract_answer",
+    "flexible_answer",
     "gsm8k_answer",
     "last_boxed",
     "load_gsm8k",
@@ -74,9 +78,13 @@ class ReasoningProblem:
     def prompt(self) -> str:
         return build_prompt(self.question, self.dataset)
 
-    def is_correct(self, rationale: str) -> bool:
-        """Whether a generated rationale's final answer equals the gold answer."""
-        return answers_match(extract_answer(rationale, self.dataset), self.answer, self.dataset)
+    def is_correct(self, rationale: str, flexible: bool = False) -> bool:
+        """Whether a generated rationale's final answer equals the gold answer: by the paper's strict
+        rule, or `flexible`ly (lenient extraction, math-verify equivalence; see qphi.tasks.answers)."""
+        if not flexible:
+            return answers_match(extract_answer(rationale, self.dataset), self.answer, self.dataset)
+        gold = self.answer if self.dataset == "gsm8k" else last_boxed(self.solution)
+        return answers_equivalent(flexible_answer(rationale, self.dataset), gold, self.dataset)
 
 
 def build_prompt(question: str, dataset: Dataset) -> str:
@@ -102,9 +110,7 @@ def load_gsm8k(path: str | os.PathLike | None = None, split: Split = "test") -> 
     file = location / f"{split}.jsonl" if location.is_dir() else location
     if not file.is_file():
         raise missing(
-            f"GSM-8k {split} split",
-            file,
-            f"a folder holding {split}.jsonl (or the .jsonl file itself)",
+            f"GSM-8k {split} split", file, f"a folder holding {split}.jsonl (or the .jsonl file itself)", "gsm8k"
         )
     problems = []
     for number, record in enumerate(read_jsonl(file)):
@@ -161,12 +167,12 @@ def load_math(path: str | os.PathLike | None = None, split: Split = "test") -> l
     elif (location / split).is_dir():
         files = sorted((location / split).glob("*/*.json"), key=_natural_key)
         if not files:
-            raise missing(f"MATH {split} split", location / split, expected)
+            raise missing(f"MATH {split} split", location / split, expected, "math")
         return [
             _math_problem(read_json(f), f"{split}/{f.parent.name}/{f.stem}", f.parent.name, f"'{f}'") for f in files
         ]
     else:
-        raise missing(f"MATH {split} split", location, expected)
+        raise missing(f"MATH {split} split", location, expected, "math")
     problems = []
     for number, record in enumerate(read_jsonl(jsonl)):
         where = f"'{jsonl}' record {number}"

@@ -16,11 +16,9 @@ loadable. SHA-256 hashes in state.json catch truncated or corrupted files on loa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from qphi.errors import QPhiError
-from qphi.io import write_json, write_safetensors, write_text
+from qphi.io import make_temp_dir, sha256_file, write_json, write_safetensors, write_text
 
 FORMAT_VERSION = 1
 
@@ -42,14 +40,6 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     state: dict[str, Any]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -83,12 +73,12 @@ def save(
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp = make_temp_dir(root, prefix=f".{name}.")
     try:
         write_safetensors(tmp / "model.safetensors", model_state)
         opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
         write_safetensors(tmp / "optimizer.safetensors", opt_tensors)
-        files = {f: _sha256(tmp / f) for f in ("model.safetensors", "optimizer.safetensors")}
+        files = {f: sha256_file(tmp / f) for f in ("model.safetensors", "optimizer.safetensors")}
         write_json(
             tmp / "state.json",
             {"format": FORMAT_VERSION, "step": step, "optimizer": opt_meta, "files": files, **extra},
@@ -139,7 +129,7 @@ def load(path: Path) -> Checkpoint:
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
         for name, digest in state["files"].items():
-            if _sha256(path / name) != digest:
+            if sha256_file(path / name) != digest:
                 raise QPhiError(f"checkpoint file '{path / name}' is corrupted (hash mismatch): {fix}")
         model = load_file(str(path / "model.safetensors"))
         opt_tensors = load_file(str(path / "optimizer.safetensors"))

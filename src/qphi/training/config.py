@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +12,8 @@ from qphi.configuration import Config, apply_overrides, build, merge, read_yaml
 from qphi.errors import QPhiError, closest
 from qphi.evaluation.levels import EvalConfig
 from qphi.models.config import ModelConfig
-from qphi.phi.config import PHiConfig
+from qphi.phi.config import DEFAULT_BOTTLENECK, PHiConfig
+from qphi.presets import PRESETS, preset_path
 from qphi.tasks.levels import TRAINING_LEVELS, LevelConfig
 
 
@@ -37,7 +37,7 @@ MixtureComponent = Literal["math", "gsm8k", "pfa", "text"]
 class MixtureConfig(Config):
     """The pretrained-LLM training mixture (SPEC §3): chats taken round-robin from its components.
 
-    Data paths default to the data folder ($QPHI_DATA, else shared/data beside the repository).
+    Data paths default to the data folder: $QPHI_DATA, else the user data folder `qphi data fetch` fills.
     """
 
     components: list[MixtureComponent] = Field(
@@ -131,31 +131,33 @@ class RunConfig(Config):
         return self
 
 
-PRESETS = ("cpu-quick", "cpu", "paper", "paper-lstm", "smollm2-cpu", "llama3b-paper")
-
-
-def preset_path(name: str) -> Path:
-    return Path(str(resources.files("qphi") / "presets" / f"{name}.yaml"))
-
-
-def load_run_config(source: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+def load_run_config(source: str | os.PathLike, overrides: list[str] = (), bottleneck: str | None = None) -> RunConfig:
     """A preset name (see PRESETS) or a YAML path, plus `key=value` overrides.
 
-    A file may hold `bottleneck_defaults: {NAME: {...}}`: the block of the selected
-    `phi.bottleneck` is applied under the overrides, so `qphi train cpu phi.bottleneck=vq`
-    gets the preset's VQ settings while explicit overrides still win.
+    A file may hold `bottleneck_defaults: {NAME: {...}}`: the block of the selected bottleneck
+    (`bottleneck`, else `phi.bottleneck` after the overrides) is applied under the overrides, so
+    `qphi train cpu phi.bottleneck=vq` gets the preset's VQ settings while explicit overrides still win.
     """
     path = Path(source)
+    origin = f"config file '{path}'"
     if not path.suffix and not path.exists():
         if str(source) not in PRESETS:
             raise QPhiError(
                 f"'{source}' is neither a YAML file nor a preset{closest(str(source), PRESETS)}: presets are {', '.join(PRESETS)}"
             )
-        path = preset_path(str(source))
+        path, origin = preset_path(str(source)), f"preset '{source}'"
     data = read_yaml(path)
     per_bottleneck: dict[str, Any] = data.pop("bottleneck_defaults", None) or {}
+    if bottleneck is not None:
+        data = merge(data, {"phi": {"bottleneck": bottleneck}})
     merged = apply_overrides(data, list(overrides))
-    name = (merged.get("phi") or {}).get("bottleneck", PHiConfig.model_fields["bottleneck"].default)
+    name = _bottleneck_name(merged.get("phi"))
     if name in per_bottleneck:
         merged = merge(merge(data, per_bottleneck[name]), apply_overrides({}, list(overrides)))
-    return build(RunConfig, merged, source=f"config '{path}'")
+    return build(RunConfig, merged, source=origin, overrides=list(overrides))
+
+
+def _bottleneck_name(phi: Any) -> str | None:
+    """The bottleneck a `phi` block selects: a name, a mapping with `name`, or the default."""
+    choice = phi.get("bottleneck", DEFAULT_BOTTLENECK) if isinstance(phi, dict) else None
+    return choice.get("name") if isinstance(choice, dict) else choice

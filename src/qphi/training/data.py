@@ -55,7 +55,7 @@ class PFASource:
         return PFABatches(self.config, self.levels, self.tokenizer, first_row, rows)
 
     def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
-        observer = code_stream_observer(self.config.phi.stage_sizes)
+        observer = code_stream_observer(model.phi.config.stage_sizes)
         evaluation = evaluate_levels(
             model, self.levels, self.tokenizer, self.config.eval, self.config.data.row_length, device, observer
         )

@@ -84,10 +84,10 @@ class MixtureSource:
     """Chats from MATH, GSM-8k, PFA and general text for a frozen pretrained LLM."""
 
     def __init__(self, config: RunConfig, tokenizer: Any = None):
+        """Reads every data file the run will need, the evaluation texts included, before loading
+        the tokenizer (a first use of a GGUF model converts it): a missing file fails at once."""
         self.config = config
         mix = config.data.mixture
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model.pretrained)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.pools: dict[str, list[ReasoningProblem] | list[str]] = {}
         if "math" in mix.components:
             self.pools["math"] = load_math(mix.math_path, "train")
@@ -95,7 +95,10 @@ class MixtureSource:
             self.pools["gsm8k"] = load_gsm8k(mix.gsm8k_path, "train")
         if "text" in mix.components:
             self.pools["text"] = load_texts(mix.text_paths)
+        self.eval_texts = load_nl_levels(mix.nl_levels_path)
         self.pfa = PFALevels(config.data.pfa) if "pfa" in mix.components else None
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model.pretrained)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def document(self, component: str, generator: torch.Generator, space: int) -> tuple[_Tokens, MixtureDocument]:
         """One document of `component`, drawn with `generator`; general text is cut to about `space` tokens."""
@@ -146,7 +149,7 @@ class MixtureSource:
         evaluation = evaluate_nl_levels(
             model,
             self.tokenizer,
-            load_nl_levels(mix.nl_levels_path),
+            self.eval_texts,
             max_tokens=mix.eval_max_tokens,
             batch_size=mix.eval_batch_size,
         )

@@ -1,4 +1,4 @@
-"""Schedules over training steps: learning rate, Gumbel temperature, λ_phi warm-up."""
+"""Schedules over training steps: learning rate and the rate warm-up (bottlenecks schedule their own temperature)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ def learning_rate(step: int, total: int, base: float, warmup: int, kind: str, mi
         return base
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return base * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def cosine_anneal(start: float, end: float, progress: float) -> float:
-    """From `start` at progress 0 to `end` at progress 1 along half a cosine (Gumbel τ: 1 → 0.1)."""
-    progress = min(1.0, max(0.0, progress))
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def linear_warmup(step: int, warmup: int) -> float:

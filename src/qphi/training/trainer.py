@@ -31,13 +31,14 @@ from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import health_scalars
 from qphi.io import read_jsonl, write_json, write_text
 from qphi.models import PHiModel, build_model
+from qphi.models.pretrained import pinned_spec
 from qphi.seeding import mix_seed
 from qphi.tasks import Batch
 from qphi.training import checkpoint, distributed
 from qphi.training.config import RunConfig
 from qphi.training.data import build_source, split_rows, training_loader
 from qphi.training.logger import MetricsLogger
-from qphi.training.schedules import cosine_anneal, learning_rate, linear_warmup
+from qphi.training.schedules import learning_rate, linear_warmup
 
 # Settings that may change when a run is resumed; everything else must match the saved config.
 RESUMABLE_CHANGES = {
@@ -62,7 +63,10 @@ class TrainResult:
 
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False, evaluate: bool = True) -> TrainResult:
     """Train (or resume) the run described by `config` in `run_dir`; with `evaluate`, finish with
-    the data source's evaluation (eval.json)."""
+    the data source's evaluation (eval.json). A pretrained model is recorded as an absolute path
+    or a hub repo at its commit, so the run loads it again from anywhere."""
+    if config.model.architecture == "pretrained":
+        config = config.replace(model=config.model.replace(pretrained=pinned_spec(config.model.pretrained)))
     ctx = distributed.setup(config.train.device)
     try:
         return Trainer(config, Path(run_dir), ctx).fit(resume, evaluate)
@@ -82,11 +86,16 @@ def flushing_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)  # PyTorch's default
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, PHiModel, int]:
-    """The config, the model with the latest checkpoint's weights, and its step."""
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", pretrained: str | None = None
+) -> tuple[RunConfig, PHiModel, int]:
+    """The config, the model with the latest checkpoint's weights, and its step. `pretrained`
+    names the base model instead of the saved spec (e.g. a copy of it moved elsewhere)."""
     run_dir = Path(run_dir)
     device = distributed.check_device(device)
     config = saved_config(run_dir)
+    if pretrained is not None:
+        config = config.replace(model=config.model.replace(pretrained=pretrained))
     model = build_model(config.model, config.phi)
     path = checkpoint.latest(run_dir)
     if path is None:
@@ -178,6 +187,7 @@ class Trainer:
             )
 
     def _build(self) -> None:
+        self.source = build_source(self.config)  # first: a missing data file stops the run before anything slow
         torch.manual_seed(self.config.train.seed)  # identical initial weights on every process
         self.model = build_model(self.config.model, self.config.phi).to(self.ctx.device)
         trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -199,7 +209,6 @@ class Trainer:
         if self.ctx.enabled:
             device_ids = [self.ctx.local_rank] if self.ctx.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=device_ids)
-        self.source = build_source(self.config)
 
     def _restore(self) -> int:
         path = checkpoint.latest(self.run_dir)
@@ -290,8 +299,8 @@ class Trainer:
         lr = learning_rate(step, cfg.train.steps, optim.lr, optim.warmup_steps, optim.schedule, optim.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        tau = cosine_anneal(cfg.phi.tau_start, cfg.phi.tau_end, step / max(1, cfg.train.steps - 1))
-        self.model.phi.set_temperature(tau)
+        self.model.phi.set_progress(step / max(1, cfg.train.steps - 1))
+        tau = self.model.phi.bottleneck.temperature
         rate_scale = linear_warmup(step, cfg.train.rate_warmup_steps)
         self.model.phi.set_rate_scale(rate_scale)
         self.model.train()
@@ -332,7 +341,7 @@ class Trainer:
             "phi": totals.pop("phi_nats"),
             **{f"loss_{k}": v for k, v in totals.items()},
             "lr": lr,
-            "tau": tau,
+            **({"tau": tau} if tau is not None else {}),
             "rate_scale": 0.0 if cfg.phi.loss.detach_targets else rate_scale,
             **norms,
         }
@@ -384,7 +393,7 @@ class Trainer:
                 self.optimizer.state_dict(),
                 extra={
                     "world_size": self.ctx.world_size,
-                    "bottleneck": self.config.phi.bottleneck,
+                    "bottleneck": self.config.phi.bottleneck.name,
                     "metrics_window": window,
                 },
                 keep=self.config.train.keep_checkpoints,
