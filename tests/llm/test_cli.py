@@ -63,3 +63,30 @@ def test_correctness_runs_and_reruns_from_its_caches(run_dir, data, tmp_path):
     assert result["dataset"] == "math" and "all" in result["levels"]
     assert main(args) == 0  # the analysis again, from the caches
     assert (tmp_path / "generations.jsonl").read_text() == generations
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--temperature", "0", "--temperature must be a positive number, got 0.0: pass a temperature above 0 (e.g. 0.6)"),
+        (
+            "--samples-per-question",
+            "1",
+            "--samples-per-question must be at least 2 to compare rationales of a question: pass 2 or more",
+        ),
+    ],
+)
+def test_a_refused_option_names_itself_and_writes_nothing(run_dir, data, tmp_path, capsys, option, value, message):
+    args = [
+        "correctness",
+        str(run_dir),
+        "--dataset",
+        "math",
+        "--data",
+        str(data / "math"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*args, option, value]) == 2
+    assert capsys.readouterr().err.strip() == f"qphi correctness: error: {message}"
+    assert not (tmp_path / "o").exists()

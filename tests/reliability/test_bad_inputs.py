@@ -1016,7 +1016,7 @@ def nl_levels_no_tokens(i: Inputs) -> list[str]:
     return ["nl-levels", str(i.llm_run), "--max-tokens", "0", "--out", str(i.tmp / "out")]
 
 
-@case("--temperature must be a positive number, got nan", "pass a temperature above 0 (e.g. 0.6)")
+@case("--temperature must be a finite number, got nan", "pass a number such as the default")
 def correctness_at_an_undefined_temperature(i: Inputs) -> list[str]:
     return ["correctness", str(i.llm_run), "--dataset", "math", "--temperature", "nan"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qphi.cli.score import read_inputs
 from qphi.configuration import load_yaml
+from qphi.experiments.score import read_inputs
 from qphi.training import load_run_config
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,6 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
             context_length=config.data.row_length,
             num_prompts=icl_prompts,
             seed=config.eval.seed,
-            device=device,
         )
     summary = {
         "version": VERSION,
@@ -68,7 +67,7 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
         **evaluation.summary(),
         "coding": observer.coding_summary() if observer else None,
         "codebook_health": observer.health_summary().to_dict() if observer else None,
-        "icl_competence": competence,
+        "icl_competence": None if competence is None else asdict(competence),
         "blocks": evaluation.blocks,
     }
     _save(run_dir, summary, evaluation.tokens)

@@ -16,7 +16,7 @@ starts at the global row index and its draws come from a generator seeded by (se
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,13 +146,14 @@ class MixtureSource:
 
     def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
         mix = self.config.data.mixture
-        return evaluate_nl_levels(
+        evaluation = evaluate_nl_levels(
             model,
             self.tokenizer,
             self.eval_texts,
             max_tokens=mix.eval_max_tokens,
             batch_size=mix.eval_batch_size,
         )
+        return asdict(evaluation)  # the trainer's summary for eval.json and the metrics
 
 
 def pack_documents(rows: list[list[tuple[_Tokens, MixtureDocument]]], row_length: int, pad_id: int) -> Batch:

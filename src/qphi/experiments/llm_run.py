@@ -1,4 +1,4 @@
-"""Shared by the LLM commands: a trained run of a pretrained model, with its tokenizer."""
+"""Shared by the LLM experiments: a trained run of a pretrained model, with its tokenizer."""
 
 from __future__ import annotations
 
