@@ -7,9 +7,9 @@
 2. training: one PHi training step of the frozen model (forward, backward into the PHi
    layer through the frozen top part, AdamW) against a plain forward (target ≤ 2×);
 3. generation: tokens/s of the correctness experiment's batched sampling with a KV cache
-   (`sample_continuations`: 8 samples of one question share the prompt's pass, top-k sampling
-   from the k largest logits) at batch 8 against batch 1 (target ≥ 4×), and plain `generate`
-   at batch 8 beside it.
+   (`qphi.models.generation.generate`: 8 samples of one question share the prompt's pass, top-k
+   sampling from the k largest logits) at batch 8 against batch 1 (target ≥ 4×), and plain
+   `transformers` `generate` at batch 8 beside it.
 
 Timings alternate between the two sides of each comparison and report medians, so a
 machine shared with other work affects both sides alike.
@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qphi.evaluation.correctness import sample_continuations
 from qphi.evaluation.scoring import score_texts
 from qphi.models import PHiModel
+from qphi.models.generation import Sampling, generate
 from qphi.models.pretrained import load_pretrained, load_tokenizer
 from qphi.phi import PHiConfig
 from qphi.tasks.natural_language import load_nl_levels
@@ -111,16 +111,16 @@ def main() -> None:
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def generate(batch: int, shared: bool = True) -> Callable[[], None]:
-        """The correctness experiment's sampling (`sample_continuations`) of `batch` rows of one
-        prompt (no end token, so every row runs `--new-tokens` steps); shared=False is plain
-        `generate` with the same settings, which passes the prompt once per row and samples over
-        the whole vocabulary."""
+    def sampling(batch: int, shared: bool = True) -> Callable[[], None]:
+        """The correctness experiment's sampling (`generate`, PHi layer bypassed) of `batch` rows of
+        one prompt (no stop token, so every row runs `--new-tokens` steps); shared=False is plain
+        `transformers` `generate` with the same settings, which passes the prompt once per row and
+        samples over the whole vocabulary."""
         options = {"temperature": 0.6, "top_k": 300, "max_new_tokens": args.new_tokens}
 
         def run() -> None:
             if shared:
-                sample_continuations(base, [prompt_ids] * batch, pad, **options)
+                generate(model, [prompt_ids] * batch, pad, Sampling(**options), bottleneck=False, seed=0)
                 return
             inputs = torch.tensor([prompt_ids] * batch, device=device)
             with torch.no_grad():
@@ -135,7 +135,7 @@ def main() -> None:
 
         return run
 
-    t8, t1, t8_plain = side_by_side([generate(8), generate(1), generate(8, shared=False)], args.repeats, device)
+    t8, t1, t8_plain = side_by_side([sampling(8), sampling(1), sampling(8, shared=False)], args.repeats, device)
     rate8, rate1, rate8_plain = (k * args.new_tokens / t for k, t in ((8, t8), (1, t1), (8, t8_plain)))
     print(f"generation   {rate8:9.1f} tok/s at batch 8   {rate1:9.1f} tok/s at batch 1   "
           f"ratio {rate8 / rate1:.2f}x (target >= 4x); {len(prompt_ids)}-token prompt, {args.new_tokens} new tokens")  # fmt: skip

@@ -6,7 +6,8 @@ import math
 
 from qphi.evaluation.code_stream import LevelCoding
 from qphi.evaluation.levels import LevelSummary
-from qphi.experiments.analysis import VERSION, RunAnalysis
+from qphi.evaluation.results import RunAnalysis
+from qphi.experiments.analysis import VERSION
 
 LEVELS = ("mem_seq", "mem_prog", "icll", "random")
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from qphi.errors import QPhiError
-from qphi.io import FloatOrNaN, read_json, write_json
+from qphi.io import FloatOrNaN, append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 
 
 @dataclass
@@ -74,6 +74,42 @@ def test_a_folder_or_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
         read_json(tmp_path / "missing.json", Result)
 
 
+@dataclass(frozen=True)
+class Line:
+    id: str
+    value: float | None
+
+
+def test_jsonl_lines_are_typed_and_a_torn_tail_is_cut_before_the_next_append(tmp_path: Path) -> None:
+    path = tmp_path / "cache.jsonl"
+    append_jsonl(path, Line("a", 1.5))
+    append_jsonl(path, Line("b", None))
+    with open(path, "a") as f:
+        f.write('{"id": "c", "va')  # a kill mid-write
+    assert read_jsonl(path, Line) == [Line("a", 1.5), Line("b", None)]
+    append_jsonl(path, Line("c", 2.0))
+    assert path.read_text().splitlines() == [
+        '{"id": "a", "value": 1.5}',
+        '{"id": "b", "value": null}',
+        '{"id": "c", "value": 2.0}',
+    ]
+    path.write_text('{"id": "a", "value": "high"}\n{"id": "b", "value": 1}\n')
+    with pytest.raises(QPhiError, match=r"line 1 does not hold what qphi wrote there \(value"):
+        read_jsonl(path, Line)
+    path.write_text('{"id": \n{"id": "b", "value": 1}\n')
+    with pytest.raises(QPhiError, match="line 1 is not valid JSON"):
+        read_jsonl(path, Line)
+
+
+def test_jsonl_files_are_strict_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with pytest.warns(UserWarning, match=r"\[1\]\.value"):
+        write_jsonl(path, [Line("ä", 0.5), Line("b", math.nan)])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines == ['{"id": "ä", "value": 0.5}', '{"id": "b", "value": null}']
+    assert read_jsonl(path, Line) == [Line("ä", 0.5), Line("b", None)]
+
+
 @pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
 def umask(request):
     old = os.umask(request.param)
@@ -83,13 +119,13 @@ def umask(request):
 
 def test_files_and_folders_get_the_users_umask(tmp_path: Path, umask: int) -> None:
     """What qphi writes is as readable as what `open` and `mkdir` make under the same umask."""
-    from qphi.training import checkpoint
+    from qphi.training.run_dir import save_checkpoint
 
     plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain"
     plain_file.write_text("x")
     plain_dir.mkdir()
     write_json(tmp_path / "out" / "r.json", {"a": 1})
-    folder = checkpoint.save(tmp_path / "run", 3, {"w": torch.zeros(2)}, {"state": {}, "param_groups": []}, {}, keep=1)
+    folder = save_checkpoint(tmp_path / "run", 3, {"w": torch.zeros(2)}, {"state": {}, "param_groups": []}, keep=1)
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
     assert mode(plain_file) == 0o666 & ~umask and mode(plain_dir) == 0o777 & ~umask
     for written in (tmp_path / "out" / "r.json", folder / "model.safetensors", folder / "state.json"):

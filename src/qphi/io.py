@@ -14,9 +14,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,12 +26,27 @@ import numpy as np
 import torch
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from qphi.errors import QPhiError
 
 # the ways an output folder can be unusable that the user fixes by choosing another one
-_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+@contextmanager
+def _full_disk_refused(target: Path) -> Iterator[None]:
+    """A full disk (or quota) is the user's to fix: a `QPhiError` naming the file."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _FULL:
+            raise
+        raise QPhiError(
+            f"cannot write '{target}' ({e.strerror}): free some disk space and run the command again"
+        ) from None
 
 
 def current_umask() -> int:
@@ -49,9 +65,12 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto `path` on success."""
+    """Yield a temporary path in the target's folder; rename it onto `path` on success. A full
+    disk is a `QPhiError` (the old file, if any, is still in place)."""
     target = Path(path)
     try:
+        if target.is_dir():
+            raise QPhiError(f"cannot write '{target}': a folder of that name is in the way: remove or rename it")
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
@@ -60,11 +79,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise QPhiError(f"cannot write '{target}' ({e.strerror}): choose a writable output folder") from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, target)
+        with _full_disk_refused(target):
+            yield Path(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -118,15 +138,27 @@ def _finite(value: Any, replaced: list[str], where: str = "") -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write `obj` (plain data, a dataclass or a pydantic model) as strict JSON: a non-finite float
-    is written as null, with a warning naming where it was, so every JSON reader can parse the file."""
+def _strict(path: str | os.PathLike, obj: Any) -> Any:
+    """`obj` as JSON-ready data, a non-finite float replaced by None with a warning naming where."""
     replaced: list[str] = []
     data = _finite(to_jsonable_python(obj, fallback=_array_value), replaced)
     if replaced:
         shown = ", ".join(replaced[:5]) + (" …" if len(replaced) > 5 else "")
-        warnings.warn(f"{Path(path).name}: non-finite value(s) written as null at {shown}", stacklevel=2)
+        warnings.warn(f"{Path(path).name}: non-finite value(s) written as null at {shown}", stacklevel=3)
+    return data
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write `obj` (plain data, a dataclass or a pydantic model) as strict JSON: a non-finite float
+    is written as null, with a warning naming where it was, so every JSON reader can parse the file."""
+    data = _strict(path, obj)
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> Path:
+    """Write one strict JSON line per record (as `write_json` writes a file), replacing the file."""
+    lines = [json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in _strict(path, list(records))]
+    return write_text(path, "".join(lines))
 
 
 def read_json(path: str | os.PathLike, cls: type[T] | Any = Any) -> T:
@@ -141,13 +173,17 @@ def read_json(path: str | os.PathLike, cls: type[T] | Any = Any) -> T:
         raise QPhiError(f"'{p}' is a folder, not a JSON file: remove or rename it") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise QPhiError(f"'{p}' is not valid JSON ({e}): delete it so that it is written again") from None
+    return _validated(data, cls, f"'{p}'")
+
+
+def _validated(data: Any, cls: type[T] | Any, where: str) -> T:
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(top level)"
+        loc = ".".join(map(str, first["loc"])) or "(top level)"
         raise QPhiError(
-            f"'{p}' does not hold what qphi wrote there ({where}: {first['msg']}): delete it so that it is written again"
+            f"{where} does not hold what qphi wrote there ({loc}: {first['msg']}): delete it so that it is written again"
         ) from None
 
 
@@ -155,7 +191,17 @@ def write_safetensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return _write_with(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(contiguous, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # an I/O failure, e.g. a full disk, arrives as a message with its errno
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
+
+    return _write_with(path, write)
 
 
 def write_figure(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Path:
@@ -164,16 +210,24 @@ def write_figure(path: str | os.PathLike, fig: Any, **savefig_kwargs: Any) -> Pa
     return _write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
 
 
-def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk (a torn last line is skipped by `read_jsonl`)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+def append_jsonl(path: str | os.PathLike, record: Any) -> None:
+    """Append one JSON line (plain data or a dataclass) and flush it to disk. A torn last line (a
+    kill mid-write, which `read_jsonl` skips) is cut off first, so the new line is whole."""
+    line = json.dumps(to_jsonable_python(record, fallback=_array_value)) + "\n"
+    with _full_disk_refused(Path(path)), open(path, "ab+") as f:
+        if f.seek(0, os.SEEK_END):
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                f.truncate(f.read().rfind(b"\n") + 1)
+        f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read JSON lines, ignoring a last line torn by a kill mid-write."""
+def read_jsonl(path: str | os.PathLike, cls: type[T] | Any = Any) -> list[T]:
+    """Read JSON lines, each checked against `cls` as `read_json` does, ignoring a last line torn
+    by a kill mid-write; a damaged line before it is a one-line `QPhiError`."""
     records = []
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
@@ -181,9 +235,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            data = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break
-            raise
+            raise QPhiError(
+                f"'{path}' line {i + 1} is not valid JSON: delete the file so that it is written again"
+            ) from None
+        records.append(_validated(data, cls, f"'{path}' line {i + 1}"))
     return records

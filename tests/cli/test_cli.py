@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training.runs import tiny_overrides
+from training.runs import newest, tiny_overrides
 
 from qphi.cli.main import main
-from qphi.training import checkpoint
 
 OVERRIDES = tiny_overrides("train.steps=2", "train.checkpoint_every=2")
 
@@ -24,7 +23,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_train_writes_a_run_directory(trained):
-    assert checkpoint.load(checkpoint.latest(trained)).step == 2
+    assert newest(trained).step == 2
     assert (trained / "eval.json").is_file() and (trained / "config.yaml").is_file()
 
 
@@ -57,7 +56,7 @@ def test_resume_continues_a_run(trained, tmp_path, flag):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     assert main(["train", "cpu-quick", *OVERRIDES, "train.steps=3", "--out", str(run), *flag]) == 0
-    assert checkpoint.load(checkpoint.latest(run)).step == 3
+    assert newest(run).step == 3
 
 
 def test_overrides_may_follow_options_but_unknown_options_are_refused(capsys):

@@ -22,7 +22,7 @@ from qphi.experiments.reproduce import ReproduceConfig
 from qphi.experiments.runs import ANALYSE_SCRIPT, ARRAY_SCRIPT, PLAN
 from qphi.experiments.sweep import SweepConfig
 from qphi.training import load_run_config
-from qphi.training.trainer import saved_config
+from qphi.training.run_dir import saved_config
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES = tiny_overrides("train.steps=2", "train.checkpoint_every=2", "eval.levels=[0,3]")
@@ -87,7 +87,7 @@ def test_plan_writes_the_commands_whose_runs_analyse_only_collects(tmp_path, cap
     # before the runs exist, --analyse-only refuses and writes nothing
     before = file_digests(out)
     assert main([*argv, "--analyse-only", *OVERRIDES]) == 2
-    assert "4 of 4 runs are not finished: continuous-seed0 (not started)" in capsys.readouterr().err
+    assert "4 of 4 runs are not finished as planned: continuous-seed0 (not started)" in capsys.readouterr().err
     assert file_digests(out) == before
 
     # run the commands as a scheduler would: they parse, and each trains the run the reproduction plans

@@ -13,8 +13,8 @@ from training.runs import assert_same_tensors, file_digests, tiny_overrides, wei
 
 from qphi.errors import QPhiError
 from qphi.evaluation.complexity import ComplexityAnalysis
+from qphi.evaluation.results import KeyResults
 from qphi.experiments.reproduce import ReproduceConfig, run
-from qphi.experiments.results import KeyResults
 from qphi.io import read_json
 
 OVERRIDES = tuple(tiny_overrides("train.steps=2", "train.checkpoint_every=2", "eval.levels=[0,1,3,4]"))

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 from analyses import LEVELS, analysis
 
-from qphi.experiments.analysis import RunAnalysis
-from qphi.experiments.results import UNITS, BottleneckResults, KeyResults, directions, pool_coding, pool_levels
+from qphi.evaluation.results import (
+    UNITS,
+    BottleneckResults,
+    KeyResults,
+    RunAnalysis,
+    directions,
+    pool_coding,
+    pool_levels,
+)
 from qphi.reports.key_results import markdown_tables
 
 

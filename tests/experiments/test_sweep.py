@@ -13,12 +13,11 @@ from training.runs import file_digests, tiny_overrides
 from qphi.bottlenecks.fsq import levels_for as fsq_levels_for
 from qphi.cli.main import build_parser, main
 from qphi.errors import QPhiError
-from qphi.experiments.results import SweepResult
+from qphi.evaluation.results import SweepResult
 from qphi.experiments.sweep import SweepConfig, SweepPoint, run, sweep_points
 from qphi.io import read_json
 from qphi.training import load_run_config, train
-from qphi.training.checkpoint import latest_step
-from qphi.training.trainer import saved_config
+from qphi.training.run_dir import latest_step, saved_config
 
 OVERRIDES = tuple(tiny_overrides("train.steps=4", "train.checkpoint_every=2", "eval.levels=[0,3]"))
 SIZES = (4, 16)

@@ -7,21 +7,24 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy.stats import chisquare
 
-from qphi.evaluation import correctness
+from qphi.errors import QPhiError
 from qphi.evaluation.correctness import (
     GenerationSettings,
+    Rationales,
+    RationaleScores,
     analyse,
-    generate,
-    sample_continuations,
     sample_rationales,
-    sample_top_k,
-    score,
+    score_rationales,
 )
+from qphi.evaluation.scoring import Chat, score_texts
 from qphi.evaluation.stats import partial_correlation
+from qphi.experiments import correctness
+from qphi.experiments.correctness import CorrectnessResult, generations, scores
+from qphi.io import read_json, write_json
 from qphi.models import PHiModel
 from qphi.phi import PHiConfig
+from qphi.reports.correctness import correctness_table, plot_correctness
 from qphi.tasks.reasoning import load_gsm8k, load_math
 
 from .conftest import make_llama
@@ -42,55 +45,17 @@ def test_left_padded_batches_generate_as_alone(model, tokenizer, data):
     together = sample_rationales(model, tokenizer, problems, settings, batch_size=6)
     alone = [sample_rationales(model, tokenizer, [p], settings, batch_size=1)[0] for p in problems]
     assert together == alone
-    assert all(len(r) == 2 for r in together)
-
-
-def test_greedy_sampling_equals_plain_generate(model, tokenizer):
-    """top_k = 1 continuations, with the prompts' keys and values shared between rows, equal
-    greedy `generate` run on every row's full prompt (left padding, repeated and distinct prompts)."""
-    short, long = [5, 9, 3], [7, 2, 8, 8, 4, 6, 1]
-    prompts = [short, short, long, short, long]
-    shared = sample_continuations(model.base, prompts, 0, max_new_tokens=6, top_k=1)
-    width = max(map(len, prompts))
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    plain = model.base.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=6, pad_token_id=0)
-    assert torch.equal(shared, plain[:, width:])
-    assert torch.equal(shared[0], shared[1]) and torch.equal(shared[2], shared[4])
-
-
-def test_top_k_sampling_follows_the_renormalised_top_k_softmax():
-    """Frequencies of `sample_top_k` against softmax(logits / T) over the k largest logits,
-    computed independently with `torch.distributions` (chi-square test); nothing outside the top k."""
-    torch.manual_seed(0)
-    logits = torch.randn(40) * 2
-    temperature, k, draws = 0.6, 5, 40_000
-    tokens = sample_top_k(logits.expand(draws, -1), temperature, k).squeeze(1)
-    top = logits.topk(k).indices
-    assert torch.isin(tokens, top).all()
-    expected = torch.distributions.Categorical(logits=logits[top] / temperature).probs * draws
-    observed = torch.stack([(tokens == t).sum() for t in top]).double()
-    assert chisquare(observed.numpy(), expected.double().numpy()).pvalue > 1e-3
-
-
-def test_rows_pad_after_their_end_token_and_sampling_stops_when_all_have(model):
-    prompts = [[5, 9, 3], [7, 2, 8]]
-    free = sample_continuations(model.base, prompts, 0, max_new_tokens=8, top_k=1)
-    eos = int(free[0, 2])  # the first row's third greedy token
-    ended = sample_continuations(model.base, prompts, 0, max_new_tokens=8, top_k=1, eos_token_id=eos)
-    first_end = [int((row == eos).nonzero()[0]) if (row == eos).any() else None for row in free]
-    assert ended.shape[1] == (8 if None in first_end else max(first_end) + 1)
-    for row, end in zip(range(2), first_end, strict=True):
-        stop = ended.shape[1] if end is None else end + 1
-        assert torch.equal(ended[row, :stop], free[row, :stop])
-        assert (ended[row, stop:] == 0).all()
+    assert [r.id for r in together] == [p.id for p in problems]
+    for r, p in zip(together, problems, strict=True):
+        assert len(r.rationales) == 2 and r.correct == [p.is_correct(t) for t in r.rationales]
+        assert r.correct_flexible == [p.is_correct(t, flexible=True) for t in r.rationales]
 
 
 def test_generation_cache_resumes_and_survives_a_torn_line(model, tokenizer, data, tmp_path, monkeypatch):
     problems = load_gsm8k(data / "gsm8k")[:4]
     settings = GenerationSettings(samples=2, max_new_tokens=4)
     cache = tmp_path / "generations.jsonl"
-    first = generate(model, tokenizer, problems[:2], settings, cache)
+    first = generations(model, tokenizer, problems[:2], settings, cache)
     with open(cache, "a") as f:
         f.write('{"id": "torn')  # a kill mid-write
     calls = []
@@ -98,40 +63,41 @@ def test_generation_cache_resumes_and_survives_a_torn_line(model, tokenizer, dat
     monkeypatch.setattr(
         correctness, "sample_rationales", lambda m, t, ps, *a, **k: calls.append(len(ps)) or real(m, t, ps, *a, **k)
     )
-    records = generate(model, tokenizer, problems, settings, cache, batch_size=2)
+    records = generations(model, tokenizer, problems, settings, cache, batch_size=2)
     assert sum(calls) == 2 and records[:2] == first
-    assert [r["id"] for r in records] == [p.id for p in problems]
-    assert all(len(r["rationales"]) == 2 and len(r["correct"]) == 2 for r in records)
-    assert len(cache.read_text().splitlines()) == 4
-    with pytest.raises(Exception, match="other settings"):
-        generate(model, tokenizer, problems, GenerationSettings(samples=3, max_new_tokens=4), cache)
+    assert [r.id for r in records] == [p.id for p in problems]
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 4 and [json.loads(line)["id"] for line in lines] == [p.id for p in problems]
+    written = cache.read_bytes()
+    with pytest.raises(QPhiError, match="other settings"):
+        generations(model, tokenizer, problems, GenerationSettings(samples=3, max_new_tokens=4), cache)
+    assert cache.read_bytes() == written  # a refused run changes nothing
 
 
 def test_scores_are_mean_phi_and_loss_over_the_rationale(model, tokenizer, data, tmp_path):
-    from qphi.evaluation.scoring import Chat, score_texts
-
     problems = load_math(data / "math")[:2]
-    generations = [
-        {"id": p.id, "level": p.level, "correct": [True, False], "rationales": ["It is $\\boxed{1}$.", " "]}
+    sampled = [
+        Rationales(p.id, "math", p.level, p.answer, ["It is $\\boxed{1}$.", " "], [True, False], GenerationSettings())
         for p in problems
     ]
-    scored = score(model, tokenizer, problems, generations, tmp_path / "scores.jsonl")
+    scored = scores(model, tokenizer, problems, sampled, tmp_path / "scores.jsonl")
     (expected,) = score_texts(model, tokenizer, [Chat(problems[0].prompt, "It is $\\boxed{1}$.")])
-    assert scored[0]["phi"][0] == pytest.approx(expected.summary()["phi_mean"], rel=1e-5)
-    assert scored[0]["nll"][0] == pytest.approx(expected.summary()["nll_mean"], rel=1e-5)
-    assert np.isnan(scored[0]["phi"][1])  # an empty rationale is not scored
-    again = score(model, tokenizer, problems, generations, tmp_path / "scores.jsonl")
-    assert json.dumps(again) == json.dumps(scored)
+    assert scored[0].phi[0] == pytest.approx(expected.summary().phi_mean, rel=1e-5)
+    assert scored[0].nll[0] == pytest.approx(expected.summary().nll_mean, rel=1e-5)
+    assert scored[0].phi[1] is None and scored[0].nll[1] is None  # an empty rationale is not scored
+    assert score_rationales(model, tokenizer, problems[1], sampled[1]) == scored[1]
+    assert scores(model, tokenizer, problems, sampled, tmp_path / "scores.jsonl") == scored  # from the cache
 
 
-def _records(rng, n_questions=60, n=4, level=None, signal=0.0):
+def _records(rng, n_questions=60, n=4, level=None, signal=0.0) -> list[RationaleScores]:
     out = []
     for q in range(n_questions):
         correct = rng.random(n) < 0.5
         nll = rng.normal(size=n)
         phi = nll + signal * correct + rng.normal(size=n)
+        flexible = correct | (rng.random(n) < 0.2)  # math-verify accepts what the strict check does, and more
         out.append(
-            {"id": str(q), "level": level, "correct": correct.tolist(), "phi": phi.tolist(), "nll": nll.tolist()}
+            RationaleScores(f"{level}-{q}", level, correct.tolist(), phi.tolist(), nll.tolist(), flexible.tolist())
         )
     return out
 
@@ -139,33 +105,66 @@ def _records(rng, n_questions=60, n=4, level=None, signal=0.0):
 def test_analysis_against_a_direct_computation():
     rng = np.random.default_rng(0)
     records = _records(rng, level=3, signal=1.0) + _records(rng, level=5)
-    result = analyse(records, resamples=200)["levels"]
-    assert set(result) == {"3", "5", "all"}
-    level = [r for r in records if r["level"] == 3]
-    mixed = [r for r in level if 0 < sum(r["correct"]) < len(r["correct"])]
-    pick = np.mean([r["correct"][int(np.argmax(r["phi"]))] for r in mixed])
-    low = np.mean([r["correct"][int(np.argmin(r["nll"]))] for r in mixed])
-    chance = np.mean([np.mean(r["correct"]) for r in mixed])
-    assert result["3"]["n_mixed"] == len(mixed)
-    assert result["3"]["highest_phi"]["value"] == pytest.approx(pick)
-    assert result["3"]["lowest_nll"]["value"] == pytest.approx(low)
-    assert result["3"]["random"]["value"] == pytest.approx(chance)
-    flat = lambda key: np.concatenate([np.asarray(r[key], dtype=float) for r in level])  # noqa: E731
-    assert result["3"]["partial_correlation"]["value"] == pytest.approx(
+    result = analyse(records, resamples=200)
+    assert list(result) == ["3", "5", "all"]
+    level = [r for r in records if r.level == 3]
+    mixed = [r for r in level if 0 < sum(r.correct) < len(r.correct)]
+    pick = np.mean([r.correct[int(np.argmax(r.phi))] for r in mixed])
+    low = np.mean([r.correct[int(np.argmin(r.nll))] for r in mixed])
+    chance = np.mean([np.mean(r.correct) for r in mixed])
+    three = result["3"]
+    assert three.n_questions == len(level) and three.n_mixed == len(mixed)
+    assert three.accuracy == pytest.approx(np.mean([r.correct for r in level]))
+    assert three.accuracy_flexible == pytest.approx(np.mean([r.correct_flexible for r in level]))
+    assert three.highest_phi.value == pytest.approx(pick)
+    assert three.lowest_nll.value == pytest.approx(low)
+    assert three.random.value == pytest.approx(chance)
+    flat = lambda key: np.concatenate([np.asarray(getattr(r, key), dtype=float) for r in level])  # noqa: E731
+    assert three.partial_correlation.value == pytest.approx(
         partial_correlation(flat("phi"), flat("correct"), flat("nll"))
     )
+    # the correlation resamples questions (clusters of rationales), the picks questions one by one
+    assert (three.partial_correlation.n, three.partial_correlation.clusters) == (4 * len(level), len(level))
+    assert three.highest_phi.clusters is None and three.highest_phi.n == len(mixed)
     # the planted signal shows, the null level does not
-    assert result["3"]["highest_phi"]["low"] > result["3"]["random"]["value"]
-    assert result["3"]["partial_correlation"]["low"] > 0
-    assert result["5"]["partial_correlation"]["low"] < 0 < result["5"]["partial_correlation"]["high"]
+    assert three.highest_phi.low > three.random.value
+    assert three.partial_correlation.low > 0
+    assert result["5"].partial_correlation.low < 0 < result["5"].partial_correlation.high
 
 
-def test_report_files(tmp_path):
+def test_unscored_rationales_and_levels_without_mixed_questions():
+    scored = [
+        RationaleScores("a", 1, [True, False, True], [0.5, None, 0.7], [1.0, None, 1.2]),
+        RationaleScores("b", 1, [False, False, False], [0.1, 0.2, 0.3], [2.0, 2.1, 2.2]),
+        RationaleScores("c", 2, [True, False, True], [None, None, None], [None, None, None]),
+    ]
+    result = analyse(scored, resamples=20)
+    assert result["1"].n_mixed == 0 and result["1"].accuracy == pytest.approx(2 / 5)  # the scored ones
+    assert result["1"].highest_phi is None and result["1"].random is None
+    correlation = result["1"].partial_correlation  # over the 5 scored rationales of both questions
+    assert (correlation.n, correlation.clusters) == (5, 2) and correlation.nonfinite > 0
+    assert np.isnan(result["2"].accuracy)  # nothing scored
+    assert result["1"].accuracy_flexible is None  # caches of older versions have no flexible marks
+
+
+def test_report_files_and_table(tmp_path):
     rng = np.random.default_rng(1)
-    analysis = analyse(_records(rng, level=1) + _records(rng, level=2), resamples=50)
-    correctness.write_report(tmp_path, analysis, {"dataset": "math"}, title="test")
+    # level 2: one question solved every time, one never — a resample of the same one twice has no correlation
+    split = [RationaleScores(q, 2, [ok] * 4, rng.normal(size=4).tolist(), rng.normal(size=4).tolist())
+             for q, ok in (("right", True), ("wrong", False))]  # fmt: skip
+    levels = analyse(_records(rng, level=1) + split, resamples=50)
+    result = CorrectnessResult("run", 3, "tiny", 1, "math", "test", 62, GenerationSettings(), levels)
+    write_json(tmp_path / "correctness.json", result)
+    assert read_json(tmp_path / "correctness.json", CorrectnessResult) == result
+    assert (
+        json.loads((tmp_path / "correctness.json").read_text())["levels"]["1"]["partial_correlation"]["clusters"] == 60
+    )
+    plot_correctness(tmp_path / "correctness.png", levels, title="test")
     assert (tmp_path / "correctness.png").stat().st_size > 0
-    assert json.loads((tmp_path / "correctness.json").read_text())["dataset"] == "math"
+    table = correctness_table(levels).splitlines()
+    assert [line.split()[0] for line in table[1:4]] == ["1", "2", "all"]
+    assert levels["2"].partial_correlation.nonfinite > 0
+    assert f"level 2, partial correlation: {levels['2'].partial_correlation.nonfinite} bootstrap resamples" in table[4]
 
 
 @pytest.mark.slow
@@ -176,9 +175,9 @@ def test_smollm2_on_gsm8k(smollm2, shared_data, tmp_path):
     model = PHiModel(base, config, 20, freeze_base=True).eval()
     problems = load_gsm8k(shared_data / "gsm8k")[:2]
     settings = GenerationSettings(samples=2, max_new_tokens=48)
-    generations = generate(model, tokenizer, problems, settings, tmp_path / "g.jsonl", batch_size=4)
-    assert all(any(r.strip() for r in g["rationales"]) for g in generations)
-    scored = score(model, tokenizer, problems, generations, tmp_path / "s.jsonl")
-    assert all(np.isfinite(s["phi"]).any() for s in scored)
-    assert "all" in analyse(scored, resamples=20)["levels"]
+    sampled = generations(model, tokenizer, problems, settings, tmp_path / "g.jsonl", batch_size=4)
+    assert all(any(r.strip() for r in g.rationales) for g in sampled)
+    scored = scores(model, tokenizer, problems, sampled, tmp_path / "s.jsonl")
+    assert all(any(v is not None for v in s.phi) for s in scored)
+    assert "all" in analyse(scored, resamples=20)
     assert torch.is_grad_enabled()

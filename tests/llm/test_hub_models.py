@@ -9,9 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from qphi.cli.llm_run import load_llm_run
 from qphi.cli.main import main
 from qphi.errors import QPhiError
+from qphi.experiments.llm_run import load_llm_run
 from qphi.models.pretrained import HubModel, load_pretrained, pinned_spec, resolve_spec, same_model
 from qphi.training import load_run_config, train
 

@@ -16,6 +16,7 @@ import torch
 from qphi.io import read_jsonl
 from qphi.training import RunConfig, load_run_config
 from qphi.training import checkpoint as ckpt
+from qphi.training.run_dir import latest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -48,13 +49,18 @@ def tiny_config(*overrides: str) -> RunConfig:
     return load_run_config("cpu-quick", tiny_overrides(*overrides))
 
 
+def newest(run_dir: Path) -> ckpt.Checkpoint:
+    """The checkpoint a resume would continue from, loaded and verified."""
+    return ckpt.load(latest(run_dir))
+
+
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The latest checkpoint's model tensors."""
-    return ckpt.load(ckpt.latest(run_dir)).model
+    return newest(run_dir).model
 
 
 def optimizer_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
-    state = ckpt.load(ckpt.latest(run_dir)).optimizer["state"]
+    state = newest(run_dir).optimizer["state"]
     return {f"{i}.{k}": v for i, s in state.items() for k, v in s.items() if isinstance(v, torch.Tensor)}
 
 

@@ -13,9 +13,10 @@ import pytest
 
 from qphi.errors import QPhiError
 from qphi.training import checkpoint, load_run, train
+from qphi.training.run_dir import latest
 from qphi.training.trainer import Trainer
 
-from .runs import assert_same_tensors, file_digests, tiny_config, weights
+from .runs import assert_same_tensors, file_digests, newest, tiny_config, weights
 
 SCHEDULE = ("train.steps=6", "train.checkpoint_every=3", "train.log_every=1")
 
@@ -36,7 +37,7 @@ def run(trained, tmp_path) -> Path:
 
 
 def latest_file(run: Path, name: str) -> Path:
-    return checkpoint.latest(run) / name
+    return latest(run) / name
 
 
 def refused_resume(run: Path, *overrides: str, match: str) -> str:
@@ -51,7 +52,7 @@ def refused_resume(run: Path, *overrides: str, match: str) -> str:
 
 def test_the_run_keeps_its_newest_checkpoints(run):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-0000003", "step-0000006"]
-    assert checkpoint.load(checkpoint.latest(run)).step == 6
+    assert newest(run).step == 6
 
 
 def test_a_truncated_state_file_is_refused(run):
@@ -118,12 +119,12 @@ def test_a_failed_save_leaves_the_previous_checkpoint_in_place(run, monkeypatch)
 
     def fail(path, obj):
         if obj.get("step") == 6:
-            raise OSError("disk full")
+            raise OSError("simulated I/O failure")
         return original(path, obj)
 
     with monkeypatch.context() as patch:
         patch.setattr(checkpoint, "write_json", fail)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(OSError, match="simulated I/O failure"):
             train(tiny_config(*SCHEDULE), run, resume=True)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-0000003"]
     train(tiny_config(*SCHEDULE), run, resume=True)
@@ -156,5 +157,5 @@ def test_saving_after_resuming_from_an_earlier_checkpoint_keeps_the_new_one(run,
     monkeypatch.setattr(Trainer, "_train_step", crash_in_step_5)
     with pytest.raises(RuntimeError):
         train(tiny_config(*SCHEDULE, "train.keep_checkpoints=1", "train.checkpoint_every=1"), run, resume=True)
-    assert checkpoint.load(checkpoint.latest(run)).step == 4
+    assert newest(run).step == 4
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000004"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from qphi.errors import QPhiError
-from qphi.training import checkpoint, train
+from qphi.training import train
 
-from .runs import cli_env, free_port, metric_records, tiny_config, tiny_overrides, weights
+from .runs import cli_env, free_port, metric_records, newest, tiny_config, tiny_overrides, weights
 
 OVERRIDES = ("train.steps=3", "train.checkpoint_every=2", "train.tensorboard=true")
 
@@ -61,7 +61,7 @@ def test_only_the_first_process_writes(two_process_run):
     assert not any(cwd.iterdir())  # nothing written where the command ran
     assert done.stdout.count("run directory:") == 1
     assert len([r for r in metric_records(run) if r["kind"] == "train"]) == 3  # one line per step, not two
-    assert checkpoint.load(checkpoint.latest(run)).state["world_size"] == 2
+    assert newest(run).state.world_size == 2
 
 
 def test_resuming_with_a_different_world_size_is_refused(two_process_run, tmp_path):

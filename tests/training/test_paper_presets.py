@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from qphi.cli.main import main
-from qphi.training import checkpoint
+
+from .runs import newest
 
 pytestmark = pytest.mark.slow
 
@@ -21,5 +22,5 @@ def test_paper_preset_trains_and_evaluates_at_full_shape(preset, bottleneck, tmp
     run = tmp_path / "run"
     argv = ["train", preset, f"phi.bottleneck={bottleneck}", *SHORT, *SHORT_EVAL, "--out", str(run)]
     assert main(argv) == 0
-    assert checkpoint.load(checkpoint.latest(run)).step == 2
+    assert newest(run).step == 2
     assert (run / "eval.json").is_file()

@@ -20,8 +20,8 @@ from qphi.evaluation.levels import LevelResults, evaluate_levels
 from qphi.io import read_json
 from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels
 from qphi.training import load_run, load_run_config, train
+from qphi.training.run_dir import saved_config
 from qphi.training.schedules import learning_rate
-from qphi.training.trainer import saved_config
 
 from .runs import assert_same_tensors, metric_records, tiny_config, weights
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qphi.training import checkpoint, train
+from qphi.training import train
 
 from .runs import (
     assert_same_tensors,
@@ -22,6 +22,7 @@ from .runs import (
     free_port,
     latest_step,
     metric_records,
+    newest,
     qphi_command,
     tiny_config,
     tiny_overrides,
@@ -70,7 +71,7 @@ def test_ctrl_c_saves_the_current_step_and_exits_cleanly(tmp_path):
     assert f"--out {run} --resume" in stdout
     assert 1 <= stopped < 30
     assert latest_step(run) == stopped  # saved at the step it stopped, not the last scheduled one
-    assert checkpoint.load(checkpoint.latest(run)).step == stopped
+    assert newest(run).step == stopped
     finish_and_compare(run, tmp_path)
 
 
@@ -97,7 +98,7 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
         time.sleep(delays.uniform(0.0, 0.5))
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=60)
-        assert checkpoint.load(checkpoint.latest(run)).step == latest_step(run)  # the newest one is complete
+        assert newest(run).step == latest_step(run)  # the newest one is complete
     assert latest_step(run) < 80
     finish_and_compare(run, tmp_path, schedule)
 
@@ -120,4 +121,4 @@ def test_ctrl_c_under_torchrun_stops_every_process_after_the_same_step(tmp_path)
     stdout, _ = process.communicate(timeout=120)
     stopped = int(stdout.split("stopped at step ")[1].split(";")[0])
     assert latest_step(run) == stopped < 400
-    assert checkpoint.load(checkpoint.latest(run)).state["world_size"] == 2
+    assert newest(run).state.world_size == 2

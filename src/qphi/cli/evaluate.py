@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qphi.errors import QPhiError
+from qphi.cli.numbers import at_least
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -17,26 +17,26 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
         "RUN_DIR/eval.json.",
     )
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--samples", type=int, help="blocks per level (default: the run's eval.samples_per_level)")
+    p.add_argument("--samples", type=at_least(1), help="blocks per level (default: the run's eval.samples_per_level)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.samples is not None and args.samples < 1:
-        raise QPhiError(f"--samples must be at least 1, got {args.samples}: pass --samples 1 or more")
     from qphi.io import write_json
     from qphi.reports.tables import health_table, level_table
     from qphi.training import load_run
     from qphi.training.data import build_source
+    from qphi.training.run_dir import EVAL, RunLock
 
-    config, model, step = load_run(args.run_dir, args.device)
-    if args.samples is not None:
-        config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))
-    evaluation = build_source(config).evaluate(model, args.device, step)
-    write_json(args.run_dir / "eval.json", evaluation)
+    with RunLock(args.run_dir, create=False):  # eval.json is the run's: no training may write it meanwhile
+        config, model, step = load_run(args.run_dir, args.device)
+        if args.samples is not None:
+            config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))
+        evaluation = build_source(config).evaluate(model, args.device, step)
+        write_json(args.run_dir / EVAL, evaluation)
     print(level_table(evaluation.levels))
     if evaluation.codebook_health is not None:
         print(health_table(evaluation.codebook_health))
-    print(f"wrote {args.run_dir / 'eval.json'}")
+    print(f"wrote {args.run_dir / EVAL}")
     return 0

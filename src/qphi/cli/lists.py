@@ -5,6 +5,7 @@ and collect the key=value pairs for `overrides`."""
 from __future__ import annotations
 
 import argparse
+import re
 
 
 class ValuesThenOverrides(argparse.Action):
@@ -21,7 +22,7 @@ class ValuesThenOverrides(argparse.Action):
 
 class NumbersThenOverrides(ValuesThenOverrides):
     def convert(self, parser: argparse.ArgumentParser, option_string: str, values: list[str]) -> list:
-        bad = [v for v in values if not v.lstrip("-").isdigit()]
+        bad = [v for v in values if not re.fullmatch(r"-?[0-9]+", v)]
         if bad:
             parser.error(f"argument {option_string}: expected integers, got {' '.join(bad)}")
         return [int(v) for v in values]

@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -100,6 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as e:
         print(f"qphi {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path too long for the file system fails wherever it is first looked at
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        print(
+            f"qphi {args.command}: error: path '{e.filename}' is too long ({e.strerror}): use shorter names",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"qphi {args.command}: interrupted", file=sys.stderr)

@@ -31,6 +31,8 @@ def _option_error(error: dict[str, Any]) -> str:
     bound, got = error.get("ctx", {}), error.get("input")
     if error["type"] == "greater_than_equal":
         return f"{option} must be at least {bound['ge']}, got {got}: pass {option} {bound['ge']} or more"
+    if error["type"] == "finite_number":
+        return f"{option} must be a finite number, got {got}: pass a number such as the default"
     if error["type"] == "greater_than":
         return f"{option} must be above {bound['gt']}, got {got}: pass {option} above {bound['gt']}"
     return f"{option} {message}"  # the config's own validators say what is wrong and what to pass

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from qphi.bottlenecks import registry
 from qphi.cli.lists import ValuesThenOverrides, overrides
+from qphi.cli.numbers import at_least
 from qphi.cli.options import config_from_args
+from qphi.cli.runs import add_run_options, print_plan
 from qphi.presets import PFA_PRESETS
-
-if TYPE_CHECKING:
-    from qphi.experiments.runs import PlannedRun
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -30,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     )
     p.add_argument("--preset", default="cpu-quick", choices=PFA_PRESETS, help="a preset of the PFA levels")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seeds", type=int, help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
+    p.add_argument("--seeds", type=at_least(1), help="seeds per bottleneck (default: 1 for cpu-quick, 3 otherwise)")
     p.add_argument(
         "--bottlenecks",
         nargs="+",
@@ -40,18 +35,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
         help=" ".join(registry.names()),
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--icl-prompts", type=int, default=64, help="prompts for the in-context-learning competence test")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained and analysed at once, each in its own process")
-    p.add_argument("--threads", type=int, default=1, help="threads per process when --jobs is above 1")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--plan",
-        action="store_true",
-        help="write the training commands (one per line) and SLURM scripts; train nothing",
+    p.add_argument(
+        "--icl-prompts", type=at_least(0), default=64, help="prompts for the in-context-learning competence test"
     )
-    mode.add_argument(
-        "--analyse-only", action="store_true", help="collect the runs the --plan commands trained; train nothing"
-    )
+    add_run_options(p)
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)
 
@@ -70,16 +57,3 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_tables(results))
     print(f"reports in {config.out} ({results.wall_time_s / 60:.1f} min)")
     return 0
-
-
-def print_plan(runs: Sequence[PlannedRun], out: Path, analyse: list[str]) -> None:
-    """The commands alone on stdout (for xargs or GNU parallel); where they and the scripts are on stderr."""
-    from qphi.experiments.runs import ANALYSE_SCRIPT, ARRAY_SCRIPT, PLAN
-
-    print("\n".join(r.command() for r in runs))
-    out = out.resolve()
-    print(
-        f"{len(runs)} commands in {out / PLAN}; a SLURM job array over them: {out / ARRAY_SCRIPT}; once they have "
-        f"all finished, collect the runs with {out / ANALYSE_SCRIPT}, or:\n  {shlex.join(analyse)}",
-        file=sys.stderr,
-    )

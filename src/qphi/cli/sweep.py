@@ -7,7 +7,9 @@ from pathlib import Path
 
 from qphi.bottlenecks import registry
 from qphi.cli.lists import NumbersThenOverrides, overrides
+from qphi.cli.numbers import at_least
 from qphi.cli.options import config_from_args
+from qphi.cli.runs import add_run_options, print_plan
 from qphi.presets import PFA_PRESETS
 
 
@@ -30,25 +32,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
     p.add_argument(
         "--stages", nargs="+", action=NumbersThenOverrides, metavar="Q", help="RQ depths (residual; default: preset's)"
     )
-    p.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
+    p.add_argument("--seeds", type=at_least(1), default=1, help="seeds per configuration (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--jobs", type=int, default=1, help="runs trained and analysed at once, each in its own process")
-    p.add_argument("--threads", type=int, default=1, help="threads per process when --jobs is above 1")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--plan",
-        action="store_true",
-        help="write the training commands (one per line) and SLURM scripts; train nothing",
-    )
-    mode.add_argument(
-        "--analyse-only", action="store_true", help="collect the runs the --plan commands trained; train nothing"
-    )
+    add_run_options(p)
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qphi.cli.reproduce import print_plan
     from qphi.experiments import sweep
     from qphi.reports.sweep import markdown_table
 

@@ -25,11 +25,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
 
 def run(args: argparse.Namespace) -> int:
     from qphi.training import load_run_config, train
+    from qphi.training.run_dir import check_config_source
 
     overrides = [o for o in args.overrides if o.replace(" ", "").lower() not in ("resume=true", "resume=false")]
     resume = args.resume or any(o.replace(" ", "").lower() == "resume=true" for o in args.overrides)
     config = load_run_config(args.config, overrides)
     out = args.out or Path("runs") / f"{config.name}-{config.phi.bottleneck.name}"
+    check_config_source(out, args.config)
     result = train(config, out, resume=resume)
     if result.interrupted:
         if result.is_main:

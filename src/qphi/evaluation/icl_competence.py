@@ -9,88 +9,55 @@ vocabulary are scored too.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from qphi.evaluation.stats import bootstrap
+from qphi.evaluation.stats import Estimate, bootstrap
 from qphi.models import PHiModel
+from qphi.models.generation import Sampling, generate
 from qphi.seeding import mix_seed
 from qphi.tasks import ALPHABET, CharTokenizer, LevelConfig, random_pfa
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class ICLExample:
+    prompt_tail: str  # the prompt's last 60 characters
+    generated: str
+
+
+@dataclass(frozen=True)
+class ICLCompetence:
+    """Accepted-prefix lengths (letters) of the generated sequences, with bootstrap CIs.
+
+    fully_accepted_fraction: sequences the automaton accepts to their end; an empty sequence
+    (the model ended at once) is not one of them."""
+
+    n_prompts: int
+    prompt_sequences_mean: float
+    accepted_prefix_length: Estimate
+    generated_length_mean: float
+    fully_accepted_fraction: float
+    uniform_baseline_accepted_prefix_length: Estimate
+    examples: list[ICLExample]
+
+
 def generate_sequences(
     model: PHiModel,
     tokenizer: CharTokenizer,
     prompts: list[str],
     generator: torch.Generator,
     max_letters: int = 60,
-    device: torch.device | str = "cpu",
 ) -> list[str]:
-    """Sample one sequence per prompt, restricted to the letters and the space that ends it.
-
-    The whole model runs, its bottleneck included (it is part of the model). Hugging Face
-    models generate with a KV cache (left-padded prompts; the bottleneck works token by token
-    in evaluation); other models (the LSTM) recompute right-padded rows at every step.
-    """
-    allowed = tokenizer.encode(ALPHABET + " ")
+    """Sample one sequence per prompt: up to `max_letters` letters a–r, ended by a space (not
+    included). The whole model runs, its bottleneck included (it is part of the model)."""
     space = tokenizer.encode(" ")[0]
+    sampling = Sampling(max_new_tokens=max_letters + 1, allowed=tuple(tokenizer.encode(ALPHABET + " ")), stop=(space,))
     encoded = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in prompts]
-    if hasattr(model.base, "generate"):
-        texts = _generate_cached(model, tokenizer, encoded, allowed, space, generator, max_letters, device)
-    else:
-        texts = _generate_recomputing(model, tokenizer, encoded, allowed, space, generator, max_letters, device)
-    return [t.split(" ")[0] for t in texts]
-
-
-def _generate_cached(model, tokenizer, encoded, allowed, space, generator, max_letters, device) -> list[str]:
-    width = max(map(len, encoded))
-    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, e in enumerate(encoded):
-        ids[i, width - len(e) :] = torch.tensor(e)
-        mask[i, width - len(e) :] = 1
-    with torch.random.fork_rng(devices=[]), model.generating():
-        torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-        out = model.base.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_letters + 1,
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            prefix_allowed_tokens_fn=lambda batch_id, sent: allowed,
-            eos_token_id=space,
-            pad_token_id=tokenizer.pad_id,
-        )
-    return [tokenizer.decode(row.tolist()) for row in out[:, width:].cpu()]
-
-
-def _generate_recomputing(model, tokenizer, encoded, allowed, space, generator, max_letters, device) -> list[str]:
-    """Right-padded rows keep positions 0.. and never read padding before a real token."""
-    allowed_ids = torch.tensor(allowed, device=device)
-    lengths = torch.tensor([len(e) for e in encoded], device=device)
-    ids = torch.full((len(encoded), int(lengths.max()) + max_letters), tokenizer.pad_id, device=device)
-    for i, e in enumerate(encoded):
-        ids[i, : len(e)] = torch.tensor(e, device=device)
-    done = torch.zeros(len(encoded), dtype=torch.bool, device=device)
-    start = lengths.clone()
-    rows = torch.arange(len(encoded), device=device)
-    for _ in range(max_letters):
-        width = int(lengths.max())
-        mask = torch.arange(width, device=device) < lengths.unsqueeze(1)
-        logits = model(input_ids=ids[:, :width], padding_mask=mask).logits[rows, lengths - 1][:, allowed_ids]
-        probs = torch.softmax(logits.float(), -1).cpu()
-        choice = allowed_ids[torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)]
-        ids[rows[~done], lengths[~done]] = choice[~done]
-        lengths = torch.where(done, lengths, lengths + 1)
-        done |= choice == space
-        if bool(done.all()):
-            break
-    return [tokenizer.decode(ids[i, start[i] : lengths[i]].tolist()) for i in range(len(encoded))]
+    seed = int(torch.randint(2**62, (), generator=generator))
+    rows = generate(model, encoded, tokenizer.pad_id, sampling, bottleneck=True, seed=seed).tolist()
+    return [tokenizer.decode(row[: row.index(space)] if space in row else row[:max_letters]) for row in rows]
 
 
 def icl_competence(
@@ -103,12 +70,11 @@ def icl_competence(
     max_letters: int = 60,
     seed: int = 0,
     batch_size: int = 32,
-    device: torch.device | str = "cpu",
     resamples: int = 1000,
-) -> dict[str, Any]:
-    """Mean accepted-prefix length with a bootstrap CI. Prompts hold `prompt_sequences` sequences,
-    minus whole sequences from the front where prompt and generation would exceed
-    `context_length` (the length the model was trained on)."""
+) -> ICLCompetence:
+    """Mean accepted-prefix length with a bootstrap CI, sampled on the model's device. Prompts hold
+    `prompt_sequences` sequences, minus whole sequences from the front where prompt and
+    generation would exceed `context_length` (the length the model was trained on)."""
     generator = torch.Generator().manual_seed(mix_seed(seed, 5))
     low, high = level_config.sequence_length
     automata, prompts, shown = [], [], []
@@ -121,34 +87,24 @@ def icl_competence(
         automata.append(pfa)
         shown.append(len(sequences))
         prompts.append(" ".join(sequences) + " ")
-    was_training = model.training
-    model.eval()
-    try:
-        generated = []
-        for first in range(0, num_prompts, batch_size):
-            batch = prompts[first : first + batch_size]
-            generated += generate_sequences(model, tokenizer, batch, generator, max_letters, device)
-    finally:
-        model.train(was_training)
+    generated = []
+    for first in range(0, num_prompts, batch_size):
+        generated += generate_sequences(model, tokenizer, prompts[first : first + batch_size], generator, max_letters)
     pairs = list(zip(automata, generated, strict=True))
     accepted = np.array([pfa.accepted_prefix_length(s) for pfa, s in pairs], float)
     lengths = np.array([len(s) for s in generated], float)
     baseline = np.array(
         [pfa.accepted_prefix_length(_uniform_letters(pfa.vocabulary, len(s), generator)) for pfa, s in pairs], float
     )
-    return {
-        "n_prompts": num_prompts,
-        "prompt_sequences_mean": float(np.mean(shown)),
-        "accepted_prefix_length": bootstrap(np.mean, accepted, resamples=resamples, seed=seed).to_dict(),
-        "generated_length_mean": float(lengths.mean()),
-        "fully_accepted_fraction": float(np.mean(accepted == lengths)),
-        "uniform_baseline_accepted_prefix_length": bootstrap(
-            np.mean, baseline, resamples=resamples, seed=seed
-        ).to_dict(),
-        "examples": [
-            {"prompt_tail": p[-60:], "generated": g} for p, g in list(zip(prompts, generated, strict=True))[:5]
-        ],
-    }
+    return ICLCompetence(
+        n_prompts=num_prompts,
+        prompt_sequences_mean=float(np.mean(shown)),
+        accepted_prefix_length=bootstrap(np.mean, accepted, resamples=resamples, seed=seed),
+        generated_length_mean=float(lengths.mean()),
+        fully_accepted_fraction=float(np.mean((accepted == lengths) & (lengths > 0))),
+        uniform_baseline_accepted_prefix_length=bootstrap(np.mean, baseline, resamples=resamples, seed=seed),
+        examples=[ICLExample(p[-60:], g) for p, g in list(zip(prompts, generated, strict=True))[:5]],
+    )
 
 
 def _uniform_letters(vocabulary: str, length: int, generator: torch.Generator) -> str:

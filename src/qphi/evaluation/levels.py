@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor
 
 from qphi.configuration import Config
@@ -33,7 +33,20 @@ class EvalConfig(Config):
     levels: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     samples_per_level: int = Field(64, ge=1)
     batch_size: int = Field(16, ge=1, description="documents per forward pass")
-    seed: int = Field(1_000_003, description="evaluation samples come from their own seed, never the training stream")
+    seed: int = Field(
+        1_000_003,
+        ge=0,
+        lt=1 << 63,
+        description="evaluation samples come from their own seed (0 .. 2^63 - 1), never the training stream",
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _check_levels(cls, levels: list[int]) -> list[int]:
+        """Checked here, so that a bad level is refused before training rather than after it."""
+        if not levels or len(set(levels)) < len(levels) or any(level not in LEVEL_KEYS for level in levels):
+            raise ValueError(f"must list distinct levels among {sorted(LEVEL_KEYS)}, at least one (e.g. [0, 1, 3, 4])")
+        return levels
 
 
 @dataclass

@@ -9,16 +9,34 @@ preserves the model's behaviour.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from qphi.evaluation.scoring import Chat, score_texts, summarize
-from qphi.io import write_json
+from qphi.evaluation.scoring import Chat, ScoreSummary, score_texts, summarize
 from qphi.models import PHiModel
-from qphi.reports.plots import grouped_bars, phi_vs_nll
 from qphi.tasks.natural_language import NLRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class LevelSummary(ScoreSummary):
+    """A level's tokens pooled over its texts."""
+
+    n_texts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextSummary(ScoreSummary):
+    """One text's tokens: `name` its file, `level` the paper's label of its category."""
+
+    name: str
+    level: str
+
+
+@dataclass(frozen=True)
+class NLLevels:
+    levels: dict[str, LevelSummary]  # by the paper's label, in the order the texts come
+    texts: list[TextSummary]
+    max_tokens: int | None  # scored tokens per text (None: whole texts)
 
 
 def evaluate_nl_levels(
@@ -28,40 +46,16 @@ def evaluate_nl_levels(
     max_tokens: int | None = None,
     batch_size: int = 2,
     progress: bool = False,
-) -> dict[str, Any]:
-    """{"levels": {category: summary}, "texts": [per-text summary]}; a summary holds phi_mean
-    (nats), phi_bits_mean, phi_per_dim_mean, phi_per_stage, nll_mean, base_nll_mean, n_tokens
-    (levels also n_texts). `max_tokens` truncates each chat (None: whole texts)."""
+) -> NLLevels:
+    """PHi and next-token loss (with and without the PHi layer) per level and per text.
+    `max_tokens` truncates each chat (None: whole texts)."""
     chats = [Chat(r.user, r.assistant) for r in records]
     scores = score_texts(model, tokenizer, chats, max_tokens=max_tokens, batch_size=batch_size, progress=progress)
-    texts = [{"name": r.name, "level": r.category, **s.summary()} for r, s in zip(records, scores, strict=True)]
+    texts = [
+        TextSummary(**vars(s.summary()), name=r.name, level=r.category) for r, s in zip(records, scores, strict=True)
+    ]
     levels = {}
     for category in dict.fromkeys(r.category for r in records):
         members = [s for r, s in zip(records, scores, strict=True) if r.category == category]
-        levels[category] = {**summarize(members), "n_texts": len(members)}
-    return {"levels": levels, "texts": texts, "max_tokens": max_tokens}
-
-
-def write_nl_report(summary: dict[str, Any], out: str | os.PathLike, title: str = "") -> list[Path]:
-    """nl_levels.json, the Figure-1-style plot (PHi against next-token loss) and the bars of
-    the next-token loss with and without the PHi layer."""
-    out = Path(out)
-    levels = summary["levels"]
-    paths = [write_json(out / "nl_levels.json", summary)]
-    phi_vs_nll(
-        out / "nl_levels.png",
-        {"PHi layer": {name: (v["nll_mean"], v["phi_mean"]) for name, v in levels.items()}},
-        title=title,
-    )
-    names = list(levels)
-    grouped_bars(
-        out / "nl_levels_nll.png",
-        names,
-        {
-            "with PHi layer": ([levels[n]["nll_mean"] for n in names], [0.0] * len(names)),
-            "base model": ([levels[n]["base_nll_mean"] for n in names], [0.0] * len(names)),
-        },
-        ylabel="next-token loss (nats/token)",
-        title=title,
-    )
-    return [*paths, out / "nl_levels.png", out / "nl_levels_nll.png"]
+        levels[category] = LevelSummary(**vars(summarize(members)), n_texts=len(members))
+    return NLLevels(levels=levels, texts=texts, max_tokens=max_tokens)

@@ -25,6 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from qphi.errors import QPhiError
+from qphi.io import FloatOrNaN
 from qphi.models import PHiModel
 from qphi.models.splice import IGNORE_INDEX
 from qphi.tasks.chat import encode_chat
@@ -48,6 +49,21 @@ class Encoded:
     pieces: list[str]
 
 
+@dataclass(frozen=True)
+class ScoreSummary:
+    """Token-pooled means over the scored tokens of one or more texts: PHi in nats, bits and nats
+    per latent dimension, per stage (Q,), the next-token loss with the PHi layer and, when it was
+    scored, the plain base model's (the loss means skip the NaN of a text's last token)."""
+
+    phi_mean: float
+    phi_bits_mean: float
+    phi_per_dim_mean: float
+    phi_per_stage: list[float]
+    nll_mean: FloatOrNaN
+    n_tokens: int
+    base_nll_mean: FloatOrNaN | None = None
+
+
 @dataclass
 class TokenScores:
     """Scores of one text's N tokens; Q = stages of the latent (1 for the continuous bottleneck)."""
@@ -61,28 +77,33 @@ class TokenScores:
     base_nll: np.ndarray | None  # (N,) the same with the PHi layer bypassed (the plain base model)
     latent_dim: int  # width of the latent, to report PHi per dimension
 
-    def summary(self) -> dict[str, float]:
-        """Means over the scored tokens (the loss means skip the NaN of the last token)."""
+    @property
+    def surprisal(self) -> np.ndarray:
+        """(N,) nats, −ln p(token_t | tokens_<t): the next-token loss moved onto the token it
+        scores (NaN at the first token, which has no past)."""
+        return np.concatenate([[math.nan], self.nll[:-1]])
+
+    def summary(self) -> ScoreSummary:
         return summarize([self])
 
 
-def summarize(scores: Sequence[TokenScores]) -> dict[str, float]:
-    """Token-pooled means over several texts: phi_mean (nats), phi_bits_mean, phi_per_dim_mean,
-    phi_per_stage, nll_mean, base_nll_mean (when scored), n_tokens."""
+def summarize(scores: Sequence[TokenScores]) -> ScoreSummary:
+    """Token-pooled means over the scored tokens of several texts."""
     phi = np.concatenate([s.phi[s.mask] for s in scores])
     stages = np.concatenate([s.phi_per_stage[:, s.mask] for s in scores], axis=1)
     nll = np.concatenate([s.nll[s.mask] for s in scores])
-    out = {
-        "phi_mean": float(phi.mean()),
-        "phi_bits_mean": float(phi.mean() / math.log(2)),
-        "phi_per_dim_mean": float(phi.mean() / scores[0].latent_dim),
-        "phi_per_stage": stages.mean(1).tolist(),
-        "nll_mean": float(np.nanmean(nll)),
-        "n_tokens": int(phi.size),
-    }
+    base = None
     if all(s.base_nll is not None for s in scores):
-        out["base_nll_mean"] = float(np.nanmean(np.concatenate([s.base_nll[s.mask] for s in scores])))
-    return out
+        base = float(np.nanmean(np.concatenate([s.base_nll[s.mask] for s in scores])))
+    return ScoreSummary(
+        phi_mean=float(phi.mean()),
+        phi_bits_mean=float(phi.mean() / math.log(2)),
+        phi_per_dim_mean=float(phi.mean() / scores[0].latent_dim),
+        phi_per_stage=stages.mean(1).tolist(),
+        nll_mean=float(np.nanmean(nll)),
+        n_tokens=int(phi.size),
+        base_nll_mean=base,
+    )
 
 
 def _pieces(text: str, offsets: Tensor) -> list[str]:
@@ -119,6 +140,8 @@ def context_length(model: PHiModel) -> int:
 def fit_context(encoded: Encoded, limit: int, max_tokens: int | None) -> Encoded:
     """The text cut after its first `max_tokens` scored tokens (plus the token the last of them
     predicts); refused if it is (still) longer than the model's context `limit`."""
+    if max_tokens is not None and max_tokens < 1:  # 0 would index from the end and keep everything
+        raise QPhiError(f"max_tokens must be at least 1, got {max_tokens}: pass 1 or more (or None for whole texts)")
     scored = encoded.mask.nonzero().flatten()
     if max_tokens is not None and scored.numel() > max_tokens:
         last = int(scored[max_tokens - 1])

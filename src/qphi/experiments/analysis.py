@@ -11,38 +11,22 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from qphi.errors import QPhiError
-from qphi.evaluation.code_stream import LevelCoding, code_stream_observer
-from qphi.evaluation.codebook_health import CodebookHealth
+from qphi.evaluation.code_stream import code_stream_observer
 from qphi.evaluation.icl_competence import icl_competence
-from qphi.evaluation.levels import BlockRecord, LevelEvaluation, LevelSummary, TokenRecords, evaluate_levels
+from qphi.evaluation.levels import LevelEvaluation, TokenRecords, evaluate_levels
+from qphi.evaluation.results import RunAnalysis
 from qphi.io import read_json, write_bytes, write_json
 from qphi.tasks import CharTokenizer, PFALevels
 from qphi.training import load_run
-from qphi.training.checkpoint import latest_step
+from qphi.training.run_dir import latest_step
 
 # 2: a truncated block's last character (no next token) is no longer evaluated; blocks carry their sample index
 VERSION = 2
-
-
-@dataclass(frozen=True)
-class RunAnalysis:
-    """analysis.json: one run's numbers (its token records are in analysis_tokens.npz)."""
-
-    version: int
-    step: int
-    bottleneck: str
-    seed: int
-    levels: dict[str, LevelSummary]
-    coding: dict[str, LevelCoding] | None  # discrete bottlenecks
-    codebook_health: CodebookHealth | None  # discrete bottlenecks
-    icl_competence: dict[str, Any] | None  # as `icl_competence` returns it; None when not measured
-    blocks: list[BlockRecord]
 
 
 @dataclass
@@ -73,7 +57,6 @@ def analyse_run(run_dir: Path, device: str | torch.device = "cpu", icl_prompts: 
             context_length=config.data.row_length,
             num_prompts=icl_prompts,
             seed=config.eval.seed,
-            device=device,
         )
     analysis = RunAnalysis(
         version=VERSION,
@@ -101,7 +84,7 @@ def _still_valid(analysis: RunAnalysis, run_dir: Path, icl_prompts: int) -> bool
     return (
         analysis.version == VERSION
         and analysis.step == latest_step(run_dir)
-        and (not icl_prompts or (competence is not None and competence["n_prompts"] == icl_prompts))
+        and (not icl_prompts or (competence is not None and competence.n_prompts == icl_prompts))
     )
 
 

@@ -22,8 +22,7 @@ from pydantic import Field, field_validator
 from qphi.bottlenecks import registry
 from qphi.configuration import Config
 from qphi.evaluation.complexity import complexity_analysis
-from qphi.experiments.analysis import AnalysedRun
-from qphi.experiments.results import (
+from qphi.evaluation.results import (
     UNITS,
     BottleneckResults,
     KeyResults,
@@ -33,6 +32,7 @@ from qphi.experiments.results import (
     pool_levels,
     pool_stages,
 )
+from qphi.experiments.analysis import AnalysedRun
 from qphi.experiments.runs import (
     RUN_KEYS,
     PlannedRun,

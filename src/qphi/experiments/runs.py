@@ -10,7 +10,6 @@ trains the very run the experiment would have trained and later reuses.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -27,10 +26,10 @@ from tqdm.auto import tqdm
 
 from qphi.errors import QPhiError
 from qphi.experiments.analysis import AnalysedRun, analyse_run, analysis_is_current
-from qphi.io import write_json, write_text
+from qphi.io import read_json, write_json, write_text
 from qphi.training import RunConfig, load_run_config, train
-from qphi.training.checkpoint import latest_step
 from qphi.training.distributed import check_device
+from qphi.training.run_dir import config_changes, latest_step, saved_config
 
 EXPERIMENT_MARKERS = {"reproduce.json": "reproduction", "sweep_config.json": "sweep"}
 # what an experiment sets in every run itself: an override of one of these would silently change every run
@@ -85,7 +84,7 @@ def claim(out: Path, marker: str, wanted: dict[str, Any], what: str) -> None:
             raise QPhiError(f"'{out}' holds a {kind} ({other}), not a {what}: choose another --out folder")
     path = out / marker
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)  # a torn or foreign file is a one-line error
         if saved != wanted:
             raise QPhiError(
                 f"'{out}' holds a {what} of {saved}, not {wanted}: use another --out, or the same options to resume"
@@ -116,16 +115,20 @@ def eval_device(device: str) -> str:
 
 
 def require_finished(runs: Sequence[PlannedRun], out: Path) -> None:
-    """`--analyse-only`: every run must be trained to its last step; otherwise one line names them."""
-    missing = []
+    """`--analyse-only`: every run must be trained to its last step with its planned config;
+    otherwise one line names those that are not."""
+    problems = []
     for run in runs:
-        done, steps = latest_step(run.run_dir), run.config().train.steps
+        config = run.config()
+        done, steps = latest_step(run.run_dir), config.train.steps
         if done != steps:
-            missing.append(f"{run.label} ({'not started' if done is None else f'step {done} of {steps}'})")
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            problems.append(f"{run.label} ({'not started' if done is None else f'step {done} of {steps}'})")
+        elif changed := config_changes(saved_config(run.run_dir), config):
+            problems.append(f"{run.label} (trained with another {', '.join(changed[:3])})")
+    if problems:
+        shown = ", ".join(problems[:4]) + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise QPhiError(
-            f"{len(missing)} of {len(runs)} runs are not finished: {shown}: run their commands from "
+            f"{len(problems)} of {len(runs)} runs are not finished as planned: {shown}: run their commands from "
             f"{out / PLAN} (written by --plan), then --analyse-only again"
         )
 

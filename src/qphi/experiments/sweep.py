@@ -22,7 +22,7 @@ from qphi.bottlenecks import registry
 from qphi.configuration import Config
 from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import HEALTH_SCALARS
-from qphi.experiments.results import (
+from qphi.evaluation.results import (
     StageMeans,
     SweepConfiguration,
     SweepLevel,

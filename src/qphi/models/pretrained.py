@@ -20,13 +20,16 @@ tokenizer are cached under $QPHI_CACHE (default: the platform's user cache folde
 ~/.cache/qphi on Linux) in a folder named after the GGUF file's SHA-256, so every environment
 and every copy of the same file share one conversion; `qphi cache list|clean` shows and frees
 them. A conversion is written to a temporary folder and renamed into place, so a kill never
-leaves a half cache. Weights are only ever read from safetensors (never pickles).
+leaves a half cache. Weights are only ever read from safetensors (never pickles), and no Python
+code shipped with a model is ever run: a model that asks for it (`auto_map`) is refused, and
+`transformers` is told never to.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -166,7 +169,28 @@ def checkpoint_dir(spec: str | os.PathLike) -> Path:
         raise QPhiError(
             f"'{path}' has no safetensors weights (pickled .bin weights are never loaded): convert it with save_pretrained"
         )
+    _refuse_custom_code(path)
     return path
+
+
+def _refuse_custom_code(folder: Path) -> None:
+    """A model folder whose config names Python classes of its own (`auto_map`) would have
+    `transformers` import its .py files; qphi never runs them (`trust_remote_code=False` too)."""
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise QPhiError(
+                f"'{path}' cannot be read as JSON ({e}): replace it with the model's intact {name}"
+            ) from None
+        if isinstance(config, dict) and "auto_map" in config:
+            raise QPhiError(
+                f"'{path}' asks to run Python code shipped with the model (auto_map), which qphi never does: "
+                "use a checkpoint of an architecture that transformers implements itself (e.g. Llama)"
+            )
 
 
 def load_pretrained(spec: str | os.PathLike, dtype: Any = None) -> Any:
@@ -175,7 +199,15 @@ def load_pretrained(spec: str | os.PathLike, dtype: Any = None) -> Any:
     from transformers import AutoModelForCausalLM
 
     folder = checkpoint_dir(spec)
-    return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype=dtype or torch.float32)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            folder, use_safetensors=True, dtype=dtype or torch.float32, trust_remote_code=False
+        )
+    except ValueError as e:  # an architecture transformers does not know (or one that would need custom code)
+        first = str(e).strip().splitlines()[0]
+        raise QPhiError(
+            f"'{folder}' cannot be loaded by transformers ({first}): use a checkpoint of an architecture it implements"
+        ) from None
 
 
 def load_tokenizer(spec: str | os.PathLike) -> Any:
@@ -184,7 +216,7 @@ def load_tokenizer(spec: str | os.PathLike) -> Any:
 
     folder = checkpoint_dir(spec)
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise QPhiError(f"'{folder}' holds no usable tokenizer ({e}): add the model's tokenizer files") from None
 
@@ -241,8 +273,8 @@ def _converted(gguf: Path) -> Path:
     tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         try:
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
         except Exception as e:  # a damaged or foreign file fails inside the GGUF reader in many ways
             raise QPhiError(
                 f"'{gguf}' cannot be read as a GGUF model ({type(e).__name__}: {e}): "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from qphi.bottlenecks import registry
-from qphi.experiments.results import TABLE_LEVELS, BottleneckResults, KeyResults, Spread
+from qphi.evaluation.results import TABLE_LEVELS, BottleneckResults, KeyResults, Spread
 
 LEVEL_TITLES = {
     "mem_seq": "Mem. Seq.",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qphi.bottlenecks import registry
 from qphi.evaluation.complexity import ComplexityAnalysis
-from qphi.experiments.results import LEVEL_ORDER, KeyResults
+from qphi.evaluation.results import LEVEL_ORDER, KeyResults
 from qphi.io import write_text
 from qphi.reports import html as report_html
 from qphi.reports import plots

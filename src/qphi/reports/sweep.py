@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from qphi.experiments.results import LEVEL_ORDER, Spread, SweepConfiguration, SweepLevel, SweepResult
+from qphi.evaluation.results import LEVEL_ORDER, Spread, SweepConfiguration, SweepLevel, SweepResult
 from qphi.reports import html as report_html
 from qphi.reports import plots
 from qphi.reports.key_results import LEVEL_TITLES, cell

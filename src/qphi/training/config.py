@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from qphi.configuration import Config, apply_overrides, build, merge, read_yaml
+from qphi.configuration import Config, apply_overrides, build, merge, read_yaml, section
 from qphi.errors import QPhiError, closest
 from qphi.evaluation.levels import EvalConfig
 from qphi.models.config import ModelConfig
 from qphi.phi.config import DEFAULT_BOTTLENECK, PHiConfig
 from qphi.presets import PRESETS, preset_path
+from qphi.tasks import CharTokenizer
 from qphi.tasks.levels import TRAINING_LEVELS, LevelConfig
+
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class OptimConfig(Config):
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[Beta, Beta] = Field((0.9, 0.95), description="AdamW's decay rates, each in [0, 1)")
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(100, ge=0)
     schedule: Literal["constant", "cosine"] = "constant"
@@ -86,7 +89,7 @@ class TrainConfig(Config):
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(16, ge=1, description="rows per optimizer step, summed over processes and accumulation")
     grad_accum: int = Field(1, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=1 << 63, description="0 .. 2^63 - 1 (what torch.manual_seed takes)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
     compile: bool = Field(
@@ -109,13 +112,20 @@ class TrainConfig(Config):
 
 
 class RunConfig(Config):
-    name: str = "run"
+    name: str = Field("run", description="names the default run folder runs/NAME-BOTTLENECK")
     model: ModelConfig = ModelConfig()
     phi: PHiConfig = PHiConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not 1 <= len(name) <= 100 or any(c in name for c in "/\\\0") or name in (".", ".."):
+            raise ValueError("must be 1 to 100 characters without / or \\ (it names the run's folder)")
+        return name
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -128,6 +138,12 @@ class RunConfig(Config):
             )
         if self.model.architecture != "pretrained" and self.model.max_length < self.data.row_length:
             raise ValueError(f"data.row_length={self.data.row_length} exceeds model.max_length={self.model.max_length}")
+        chars = CharTokenizer.vocab_size
+        if self.data.source == "pfa" and self.model.vocab_size < chars:
+            raise ValueError(
+                f"model.vocab_size={self.model.vocab_size} is below the {chars} ids of the character tokenizer: "
+                f"set model.vocab_size={chars} or more"
+            )
         return self
 
 
@@ -147,13 +163,15 @@ def load_run_config(source: str | os.PathLike, overrides: list[str] = (), bottle
             )
         path, origin = preset_path(str(source)), f"preset '{source}'"
     data = read_yaml(path)
-    per_bottleneck: dict[str, Any] = data.pop("bottleneck_defaults", None) or {}
+    per_bottleneck = section(data, "bottleneck_defaults", origin)
+    data.pop("bottleneck_defaults", None)
     if bottleneck is not None:
         data = merge(data, {"phi": {"bottleneck": bottleneck}})
     merged = apply_overrides(data, list(overrides))
-    name = _bottleneck_name(merged.get("phi"))
-    if name in per_bottleneck:
-        merged = merge(merge(data, per_bottleneck[name]), apply_overrides({}, list(overrides)))
+    name = _bottleneck_name(merged.get("phi"))  # `phi` not a section: build() below names the key
+    if isinstance(name, str) and name in per_bottleneck:
+        block = section(per_bottleneck, name, f"{origin}, bottleneck_defaults")
+        merged = merge(merge(data, block), apply_overrides({}, list(overrides)))
     return build(RunConfig, merged, source=origin, overrides=list(overrides))
 
 

@@ -40,10 +40,27 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def _env_int(name: str, default: int, low: int, high: int | None = None) -> int:
+    """An integer that torchrun sets in the environment, checked to lie in [low, high)."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value >= high):
+        bound = f"from {low} to {high - 1}" if high is not None else f"{low} or more"
+        raise QPhiError(
+            f"{name}={text!r} is not a whole number {bound}: unset {name}, or start the processes with torchrun"
+        )
+    return value
+
+
 def setup(device: str) -> DistContext:
     """Join the process group that `torchrun` describes in the environment (if any)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    world_size = _env_int("WORLD_SIZE", 1, 1)
+    rank, local_rank = _env_int("RANK", 0, 0, world_size), _env_int("LOCAL_RANK", 0, 0, world_size)
     if device == "cuda" and not torch.cuda.is_available():
         raise QPhiError("train.device=cuda but no CUDA GPU is available: use train.device=cpu or auto")
     if world_size > 1 and not dist.is_initialized() and "MASTER_ADDR" not in os.environ:

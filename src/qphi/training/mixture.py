@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import CodebookHealth
-from qphi.evaluation.nl_levels import evaluate_nl_levels
+from qphi.evaluation.nl_levels import NLLevels, evaluate_nl_levels
 from qphi.models import PHiModel
 from qphi.models.pretrained import load_tokenizer
 from qphi.models.splice import IGNORE_INDEX
@@ -154,18 +154,15 @@ class MixtureSource:
             max_tokens=mix.eval_max_tokens,
             batch_size=mix.eval_batch_size,
         )
-        return MixtureEvaluation(step=step, bottleneck=self.config.phi.bottleneck.name, **evaluation)
+        return MixtureEvaluation(**vars(evaluation), step=step, bottleneck=self.config.phi.bottleneck.name)
 
 
-@dataclass(frozen=True)
-class MixtureEvaluation:
+@dataclass(frozen=True, kw_only=True)
+class MixtureEvaluation(NLLevels):
     """eval.json of a pretrained-LLM run: PHi and next-token loss per natural-language level and text."""
 
     step: int
     bottleneck: str
-    levels: dict[str, dict[str, Any]]  # see `evaluate_nl_levels`
-    texts: list[dict[str, Any]]
-    max_tokens: int | None
     codebook_health: CodebookHealth | None = None  # not measured on these texts
 
 

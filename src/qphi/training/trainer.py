@@ -12,7 +12,6 @@ N processes train exactly like one process accumulating N micro-batches.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -22,15 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from qphi.configuration import build, read_yaml
 from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import health_scalars
-from qphi.io import read_jsonl, write_json, write_text
-from qphi.models import PHiModel, build_model
+from qphi.io import write_json, write_text
+from qphi.models import build_model
 from qphi.models.pretrained import pinned_spec
 from qphi.seeding import mix_seed
 from qphi.tasks import Batch
@@ -38,13 +35,21 @@ from qphi.training import checkpoint, distributed
 from qphi.training.config import RunConfig
 from qphi.training.data import Evaluation, build_source, split_rows, training_loader
 from qphi.training.logger import MetricsLogger
+from qphi.training.run_dir import (
+    CONFIG,
+    EVAL,
+    METRICS,
+    RunLock,
+    check_resumable,
+    clean_leftovers,
+    config_text,
+    kept_metrics,
+    latest,
+    prepare,
+    save_checkpoint,
+    wiring,
+)
 from qphi.training.schedules import learning_rate, linear_warmup
-
-# Settings that may change when a run is resumed; everything else must match the saved config.
-RESUMABLE_CHANGES = {
-    "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.num_workers", "train.tensorboard", "train.wandb", "train.device", "train.compile", "eval",
-}  # fmt: skip
 
 
 class TrainingDiverged(QPhiError):
@@ -86,63 +91,6 @@ def flushing_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)  # PyTorch's default
 
 
-def load_run(
-    run_dir: str | Path, device: str | torch.device = "cpu", pretrained: str | None = None
-) -> tuple[RunConfig, PHiModel, int]:
-    """The config, the model with the latest checkpoint's weights, and its step. `pretrained`
-    names the base model instead of the saved spec (e.g. a copy of it moved elsewhere)."""
-    run_dir = Path(run_dir)
-    device = distributed.check_device(device)
-    config = saved_config(run_dir)
-    if pretrained is not None:
-        config = config.replace(model=config.model.replace(pretrained=pretrained))
-    model = build_model(config.model, config.phi)
-    path = checkpoint.latest(run_dir)
-    if path is None:
-        raise QPhiError(f"run directory '{run_dir}' has no checkpoint yet: train it first (qphi train ...)")
-    ckpt = checkpoint.load(path)
-    _load_weights(model, ckpt)
-    return config, model.to(device).eval(), ckpt.step
-
-
-def saved_config(run_dir: Path) -> RunConfig:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise QPhiError(
-            f"'{run_dir}' is not a qphi run directory (no config.yaml): pass the --out folder of a training run"
-        )
-    return build(RunConfig, read_yaml(path), source=f"saved config '{path}'")
-
-
-def _load_weights(model: PHiModel, ckpt: checkpoint.Checkpoint) -> None:
-    expected = model.trainable_state_dict()
-    missing = sorted(set(expected) - set(ckpt.model))
-    unexpected = sorted(set(ckpt.model) - set(expected))
-    mismatched = [k for k in expected if k in ckpt.model and ckpt.model[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", mismatched))
-            if keys
-        )
-        raise QPhiError(
-            f"checkpoint '{ckpt.path}' was made for a different model or bottleneck ({detail}): use the config it was trained with"
-        )
-    model.load_state_dict(ckpt.model, strict=False)  # checked above; tied and frozen tensors are absent
-
-
-def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for key in sorted(set(a) | set(b)):
-        path = f"{prefix}{key}"
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_keys(va, vb, path + ".")
-        elif va != vb:
-            keys.append(path)
-    return keys
-
-
 class Trainer:
     def __init__(self, config: RunConfig, run_dir: Path, ctx: distributed.DistContext):
         self.config = config
@@ -161,30 +109,24 @@ class Trainer:
         self._stop_signal: int | None = None
 
     # ----------------------------------------------------------------- setup
-    def _prepare_run_dir(self, resume: bool) -> None:
-        saved = self.run_dir / "config.yaml"
-        if saved.is_file():
-            if not resume and checkpoint.latest(self.run_dir) is not None:
-                raise QPhiError(
-                    f"'{self.run_dir}' already holds a trained run: pass resume=true to continue it, or choose another output directory"
+    @contextlib.contextmanager
+    def _claim(self) -> Iterator[None]:
+        """Hold the run directory's lock (the first process only: the only one that writes) and
+        clear a killed write's leftovers. Every process learns whether that worked, so none is left
+        waiting for a first process that refused to start."""
+        with contextlib.ExitStack() as stack:
+            refusal = None
+            if self.ctx.is_main:
+                try:
+                    stack.enter_context(RunLock(self.run_dir))
+                    clean_leftovers(self.run_dir)
+                except Exception as e:  # raised after every process has heard of it
+                    refusal = e
+            if distributed.any_across_ranks(refusal is not None, self.ctx):
+                raise refusal or QPhiError(
+                    "the first process of this run refused to start: see its error, fix that, and start again"
                 )
-            if resume:
-                old = saved_config(self.run_dir).model_dump()
-                changed = [
-                    k for k in _diff_keys(old, self.config.model_dump())
-                    if k not in RESUMABLE_CHANGES and k.split(".")[0] not in RESUMABLE_CHANGES
-                ]  # fmt: skip
-                if changed:
-                    raise QPhiError(
-                        f"'{self.run_dir}' holds a run with a different config ({', '.join(changed[:4])}): resume with the same config, or choose another output directory"
-                    )
-
-    def _write_config(self) -> None:
-        """Called once the checkpoint to resume from has loaded, so a refused resume changes nothing."""
-        if self.ctx.is_main:  # an unwritable run directory fails here, as a QPhiError from write_text
-            write_text(
-                self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
-            )
+            yield
 
     def _build(self) -> None:
         self.source = build_source(self.config)  # first: a missing data file stops the run before anything slow
@@ -210,44 +152,42 @@ class Trainer:
             device_ids = [self.ctx.local_rank] if self.ctx.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.net, device_ids=device_ids)
 
-    def _restore(self) -> int:
-        path = checkpoint.latest(self.run_dir)
+    def _checkpoint(self) -> checkpoint.Checkpoint | None:
+        """The checkpoint to continue from (None: start at step 0), checked whole."""
+        path = latest(self.run_dir)
         if path is None:
-            return 0
+            return None
         ckpt = checkpoint.load(path)
-        saved_world = ckpt.state.get("world_size", 1)
-        if saved_world != self.ctx.world_size:
-            raise QPhiError(
-                f"checkpoint '{path}' was written by {saved_world} process(es) but this run has {self.ctx.world_size}: "
-                f"resume with torchrun --nproc-per-node={saved_world} (or the same total over nodes)"
-            )
-        _load_weights(self.model, ckpt)
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.window = _Window.restore(ckpt.state.get("metrics_window"))
-        return ckpt.step
+        check_resumable(ckpt, self.config, self.ctx.world_size)
+        return ckpt
 
-    def _truncate_metrics(self, start: int) -> None:
-        """Drop the records a stopped attempt wrote after its last checkpoint (all of them when
-        starting from step 0) and those of a final evaluation that will run again."""
-        path = self.run_dir / "metrics.jsonl"
-        if not self.ctx.is_main or not path.is_file():
-            return
-        steps = self.config.train.steps
-        kept = [
-            r for r in read_jsonl(path)
-            if r["step"] < start or (r["step"] == start and (r["kind"] == "train" or start < steps))
-        ]  # fmt: skip
-        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    def _restore(self, ckpt: checkpoint.Checkpoint | None) -> None:
+        """The checkpoint's weights, optimizer state and unlogged metric sums, each checked
+        against the model and optimizer just built."""
+        self.window = _Window.restore(ckpt.state.metrics_window if ckpt else None)
+        if ckpt is not None:
+            checkpoint.load_weights(self.model, ckpt)
+            checkpoint.load_optimizer(self.optimizer, ckpt)
 
     # ----------------------------------------------------------------- loop
     def fit(self, resume: bool, evaluate: bool = True) -> TrainResult:
-        self._prepare_run_dir(resume)
-        self._build()
-        self.window = _Window()
-        start = self._restore() if resume else 0
-        self._write_config()
-        self._truncate_metrics(start)
+        with self._claim():
+            return self._fit(resume, evaluate)
+
+    def _fit(self, resume: bool, evaluate: bool) -> TrainResult:
         cfg = self.config.train
+        # every process checks everything (and so refuses together) before the model is built
+        prepare(self.run_dir, self.config, resume)
+        ckpt = self._checkpoint() if resume else None
+        start = ckpt.step if ckpt else 0
+        records = kept_metrics(self.run_dir, start, cfg.steps)
+        self._build()
+        self._restore(ckpt)
+        # nothing was written until here: a refused start leaves the run directory as it was
+        if self.ctx.is_main:  # an unwritable run directory fails here, as a QPhiError from write_text
+            write_text(self.run_dir / CONFIG, config_text(self.config))
+            if records is not None:
+                write_text(self.run_dir / METRICS, records)
         logger = MetricsLogger(
             self.run_dir, self.ctx.is_main, cfg.tensorboard, cfg.wandb, self.config.model_dump(mode="json"), start
         )
@@ -349,7 +289,7 @@ class Trainer:
     def _check_finite(self, step: int, what: str, values: dict[str, float]) -> None:
         bad = [f"{k}={v:g}" for k, v in values.items() if not math.isfinite(v)]
         if bad:
-            last = checkpoint.latest(self.run_dir)
+            last = latest(self.run_dir)
             kept = f"the last good checkpoint '{last.name}' is kept" if last else "no checkpoint was written"
             raise TrainingDiverged(
                 f"training diverged at step {step + 1}: non-finite {what} ({', '.join(bad)}); {kept}: "
@@ -377,7 +317,7 @@ class Trainer:
             if evaluation.codebook_health is not None:
                 logger.log(step, "eval/codebook_health", health_scalars(evaluation.codebook_health))
             if final:
-                write_json(self.run_dir / "eval.json", evaluation)
+                write_json(self.run_dir / EVAL, evaluation)
         if self.ctx.enabled:
             torch.distributed.barrier()
         return evaluation
@@ -386,17 +326,15 @@ class Trainer:
         # the steps since the last metrics line, so that a resumed run writes the same next line
         window = {"sums": distributed.mean_across_ranks(self.window.sums, self.ctx), "count": self.window.count}
         if self.ctx.is_main:
-            checkpoint.save(
+            save_checkpoint(
                 self.run_dir,
                 step,
                 self.model.trainable_state_dict(),
                 self.optimizer.state_dict(),
-                extra={
-                    "world_size": self.ctx.world_size,
-                    "bottleneck": self.config.phi.bottleneck.name,
-                    "metrics_window": window,
-                },
                 keep=self.config.train.keep_checkpoints,
+                world_size=self.ctx.world_size,
+                metrics_window=window,
+                wiring=wiring(self.config),
             )
         if self.ctx.enabled:
             torch.distributed.barrier()
@@ -435,11 +373,11 @@ class _Window:
         self.start = time.perf_counter()
 
     @classmethod
-    def restore(cls, saved: dict[str, Any] | None) -> _Window:
+    def restore(cls, saved: checkpoint.MetricsWindow | None) -> _Window:
         """The metric sums a checkpoint kept (throughput restarts from the resume)."""
         window = cls()
         if saved:
-            window.sums, window.count = dict(saved["sums"]), int(saved["count"])
+            window.sums, window.count = dict(saved.sums), saved.count
         return window
 
     def add(self, metrics: dict[str, float], batch: Batch) -> None:

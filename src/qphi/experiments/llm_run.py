@@ -1,4 +1,4 @@
-"""Shared by the LLM commands: a trained run of a pretrained model, with its tokenizer."""
+"""Shared by the LLM experiments: a trained run of a pretrained model, with its tokenizer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from qphi.errors import QPhiError
 from qphi.models import PHiModel
 from qphi.models.pretrained import HubModel, load_tokenizer, resolve_spec, same_model
 from qphi.training import RunConfig, load_run
-from qphi.training.trainer import saved_config
+from qphi.training.run_dir import saved_config
 
 
 def load_llm_run(run_dir: Path, model: str | None = None, device: str = "cpu") -> tuple[RunConfig, PHiModel, Any, int]:

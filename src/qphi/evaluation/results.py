@@ -1,8 +1,10 @@
-"""The experiments' results pooled over seeds (typed; written as JSON by `qphi.io.write_json`).
+"""The PFA experiments' results: one run's analysis (`RunAnalysis`, analysis.json) and the
+analyses of several seeds pooled (`KeyResults` of the reproduction, `SweepResult` of the
+codebook sweep). Typed, written with `qphi.io.write_json` and read back with `read_json`.
 
-Each run's analysis (`RunAnalysis`) holds per-seed means; these are their mean ± std over
-seeds (SPEC §5.1: the thesis's table is mean ± std over seeds of the per-seed means). A std
-over one seed is None, not 0: one seed says nothing about the spread.
+A run's analysis holds per-seed means; pooled, they become mean ± std over seeds (SPEC §5.1:
+the thesis's table is mean ± std over seeds of the per-seed means). A std over one seed is
+None, not 0: one seed says nothing about the spread.
 """
 
 from __future__ import annotations
@@ -10,19 +12,35 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from qphi.bottlenecks import registry
+from qphi.evaluation.code_stream import LevelCoding
 from qphi.evaluation.codebook_health import CodebookHealth
 from qphi.evaluation.complexity import ComplexitySummary
-from qphi.experiments.analysis import RunAnalysis
+from qphi.evaluation.icl_competence import ICLCompetence
+from qphi.evaluation.levels import BlockRecord, LevelSummary
 from qphi.tasks import LEVEL_KEYS
 
 LEVEL_ORDER = [LEVEL_KEYS[i] for i in sorted(LEVEL_KEYS)]
 TABLE_LEVELS = ("mem_seq", "mem_prog", "icll", "random")  # the thesis's columns
 UNITS = "nats/token"
+
+
+@dataclass(frozen=True)
+class RunAnalysis:
+    """analysis.json: one run's numbers (its token records are in analysis_tokens.npz)."""
+
+    version: int
+    step: int
+    bottleneck: str
+    seed: int
+    levels: dict[str, LevelSummary]
+    coding: dict[str, LevelCoding] | None  # discrete bottlenecks
+    codebook_health: CodebookHealth | None  # discrete bottlenecks
+    icl_competence: ICLCompetence | None  # None when not measured
+    blocks: list[BlockRecord]
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,7 @@ class PooledCompetence:
     accepted_prefix_length_mean: float
     uniform_baseline_mean: float
     generated_length_mean: float
-    per_seed: list[dict[str, Any]]  # as `icl_competence` returns them
+    per_seed: list[ICLCompetence]
 
 
 @dataclass(frozen=True)
@@ -243,8 +261,8 @@ def pool_competence(runs: Sequence[RunAnalysis]) -> PooledCompetence | None:
     if None in per_seed:
         return None
     return PooledCompetence(
-        accepted_prefix_length_mean=float(np.mean([c["accepted_prefix_length"]["value"] for c in per_seed])),
-        uniform_baseline_mean=float(np.mean([c["uniform_baseline_accepted_prefix_length"]["value"] for c in per_seed])),
-        generated_length_mean=float(np.mean([c["generated_length_mean"] for c in per_seed])),
+        accepted_prefix_length_mean=float(np.mean([c.accepted_prefix_length.value for c in per_seed])),
+        uniform_baseline_mean=float(np.mean([c.uniform_baseline_accepted_prefix_length.value for c in per_seed])),
+        generated_length_mean=float(np.mean([c.generated_length_mean for c in per_seed])),
         per_seed=per_seed,
     )
