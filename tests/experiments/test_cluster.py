@@ -117,7 +117,7 @@ def test_a_sweep_plans_its_runs_too(tmp_path, capsys):
     assert commands == (out / PLAN).read_text().splitlines()
     config = SweepConfig(out=out, bottleneck="fsq", sizes=(16, 64), overrides=tuple(OVERRIDES))
     expected = {16: [4, 4], 64: [8, 8]}
-    for command, runs in zip(commands, config.runs().values(), strict=True):
+    for command, runs in zip(commands, config.per_point().values(), strict=True):
         args = shlex.split(command)
         assert args[:3] == ["qphi", "train", "cpu-quick"] and args[-3:] == ["--out", str(runs[0].run_dir), "--resume"]
         trained = load_run_config("cpu-quick", args[3:-3])

@@ -500,6 +500,20 @@ def reproduce_analyse_only_a_run_trained_otherwise(i: Inputs) -> list[str]:
     return ["reproduce", "--out", str(out), "--bottlenecks", "gumbel", "--analyse-only", *TINY, "optim.warmup_steps=3"]
 
 
+@case(
+    "1 of 1 runs in", "were trained otherwise: gumbel-seed0 (trained with another optim.warmup_steps): move them away"
+)
+def reproduce_reusing_a_run_trained_otherwise(i: Inputs) -> list[str]:
+    out = i.tmp / "out"
+    shutil.copytree(i.run, out / "runs" / "gumbel-seed0")  # gumbel seed 0 of TINY, not of TINY + warmup 3
+    return ["reproduce", "--out", str(out), "--bottlenecks", "gumbel", *TINY, "optim.warmup_steps=3"]
+
+
+@case("holds a space, which an #SBATCH line cannot", "choose an --out without spaces")
+def reproduce_plan_into_a_folder_with_a_space(i: Inputs) -> list[str]:
+    return ["reproduce", "--out", str(i.tmp / "my runs"), "--plan", *TINY]
+
+
 @case("argument --jobs: must be at least 1, got 0", "pass 1 or more")
 def sweep_without_jobs(i: Inputs) -> list[str]:
     return ["sweep", "--out", str(i.tmp / "out"), "--bottleneck", "vq", "--sizes", "8", "--jobs", "0"]

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         reproduce.ReproduceConfig, args, bottlenecks=tuple(args.bottlenecks), overrides=overrides(args)
     )
     if args.plan:
-        print_plan(reproduce.plan(config), config.out, config.replace(analyse_only=True).command())
+        print_plan(config)
         return 0
     results = reproduce.run(config)
     print(markdown_tables(results))

@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qphi.cli.numbers import at_least
 
 if TYPE_CHECKING:
-    from qphi.experiments.runs import PlannedRun
+    from qphi.experiments.runs import ExperimentConfig
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -33,14 +31,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def print_plan(runs: Sequence[PlannedRun], out: Path, analyse: list[str]) -> None:
-    """The commands alone on stdout (for xargs or GNU parallel); where they and the scripts are on stderr."""
-    from qphi.experiments.runs import ANALYSE_SCRIPT, ARRAY_SCRIPT, PLAN
+def print_plan(config: ExperimentConfig) -> None:
+    """Write the experiment's plan; the commands alone on stdout (for xargs or GNU parallel),
+    where they and the SLURM scripts are on stderr."""
+    from qphi.experiments.runs import ANALYSE_SCRIPT, ARRAY_SCRIPT, PLAN, plan
 
+    runs = plan(config)
     print("\n".join(r.command() for r in runs))
-    out = out.resolve()
+    out = config.out.resolve()
     print(
         f"{len(runs)} commands in {out / PLAN}; a SLURM job array over them: {out / ARRAY_SCRIPT}; once they have "
-        f"all finished, collect the runs with {out / ANALYSE_SCRIPT}, or:\n  {shlex.join(analyse)}",
+        f"all finished, collect the runs with {out / ANALYSE_SCRIPT}, or:\n"
+        f"  {shlex.join(config.replace(analyse_only=True).command())}",
         file=sys.stderr,
     )

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(sweep.SweepConfig, args, overrides=overrides(args))
     if args.plan:
-        print_plan(sweep.plan(config), config.out, config.replace(analyse_only=True).command())
+        print_plan(config)
         return 0
     result = sweep.run(config)
     print(markdown_table(result))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from qphi.evaluation.levels import LevelEvaluation
+from qphi.evaluation.levels import BlockRecord, LevelEvaluation
 from qphi.evaluation.stats import Estimate, bootstrap, partial_correlation, pearson, spearman
 from qphi.io import FloatOrNaN
 
@@ -113,7 +113,7 @@ def _controls(nll: np.ndarray, model: np.ndarray, models: int) -> np.ndarray:
     return np.column_stack([nll, indicators])
 
 
-def _automaton_ids(blocks: list) -> list[int]:
+def _automaton_ids(blocks: list[BlockRecord]) -> list[int]:
     """The automaton of each ICLL block: its sample index, the same automaton in every model's
     evaluation (same evaluation seed). Checked: one sample index must mean one description length."""
     lengths: dict[int, float] = {}

@@ -201,19 +201,12 @@ def pool_levels(runs: Sequence[RunAnalysis]) -> dict[str, PooledLevel]:
             coded = Spread.of([r.coding[key].coded_bits_per_token / r.levels[key].phi_bits_mean for r in runs])
         if all(r.levels[key].kl_bits_mean is not None for r in runs):
             kl = Spread.of([r.levels[key].kl_bits_mean for r in runs])
+        spreads = {"phi": phi, "nll": nll, "phi_normalised": normalised, "coded_over_phi": coded, "kl_bits": kl}
         pooled[key] = PooledLevel(
-            phi_mean=phi.mean,
-            phi_std=phi.std,
-            nll_mean=nll.mean,
-            nll_std=nll.std,
             phi_bits_mean=phi.mean / math.log(2),
             n_seeds=len(runs),
-            phi_normalised_mean=None if normalised is None else normalised.mean,
-            phi_normalised_std=None if normalised is None else normalised.std,
-            coded_over_phi_mean=None if coded is None else coded.mean,
-            coded_over_phi_std=None if coded is None else coded.std,
-            kl_bits_mean=None if kl is None else kl.mean,
-            kl_bits_std=None if kl is None else kl.std,
+            **{f"{name}_mean": None if s is None else s.mean for name, s in spreads.items()},
+            **{f"{name}_std": None if s is None else s.std for name, s in spreads.items()},
         )
     return pooled
 

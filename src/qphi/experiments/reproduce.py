@@ -7,20 +7,18 @@ over seeds: the key-results table, level plots, PHi against next-token loss, PHi
 automaton complexity controlling for next-token loss, and one HTML report.
 
 The runs can train one after another, in parallel processes (`jobs`), or on a cluster:
-`plan` writes one `qphi train` command per run (and a SLURM job array over them), and
-`run` with `analyse_only` collects them once they have finished.
+`experiments.runs.plan` writes one `qphi train` command per run (and a SLURM job array over
+them), and `run` with `analyse_only` collects them once they have finished.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from qphi.bottlenecks import registry
-from qphi.configuration import Config
 from qphi.evaluation.complexity import complexity_analysis
 from qphi.evaluation.results import (
     UNITS,
@@ -35,16 +33,12 @@ from qphi.evaluation.results import (
 from qphi.experiments.analysis import AnalysedRun
 from qphi.experiments.runs import (
     RUN_KEYS,
+    ExperimentConfig,
     PlannedRun,
+    analysed_runs,
     checked,
-    claim,
-    eval_device,
-    option_args,
     planned_run,
     refuse_run_keys,
-    require_finished,
-    train_and_analyse,
-    write_plan,
 )
 from qphi.io import write_json
 from qphi.reports.reproduce import write_report
@@ -52,17 +46,14 @@ from qphi.reports.reproduce import write_report
 DEFAULT_SEEDS = {"cpu-quick": 1, "cpu": 3, "paper": 3}
 
 
-class ReproduceConfig(Config):
-    preset: str = "cpu-quick"
-    out: Path
+class ReproduceConfig(ExperimentConfig):
+    name: ClassVar[str] = "reproduce"
+    marker: ClassVar[str] = "reproduce.json"
+    what: ClassVar[str] = "reproduction"
+
     seeds: int | None = None  # per bottleneck (None: the preset's default, DEFAULT_SEEDS)
     bottlenecks: tuple[str, ...] | None = None  # None: every registered bottleneck
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    overrides: tuple[str, ...] = ()  # key=value applied to every run
     icl_prompts: int = 64
-    jobs: int = Field(1, ge=1)  # runs trained and analysed at once, each in its own process
-    threads: int = Field(1, ge=1)  # per process when jobs > 1
-    analyse_only: bool = False  # collect finished runs (trained from the plan's commands); train nothing
 
     @field_validator("seeds")
     @classmethod
@@ -102,51 +93,17 @@ class ReproduceConfig(Config):
             ]
         )
 
-    def command(self) -> list[str]:
-        """The `qphi reproduce` command line of this config."""
-        options = {
-            "preset": self.preset,
-            "out": self.out.resolve(),
-            "seeds": self.num_seeds,
-            "bottlenecks": self.bottlenecks,
-            "device": self.device,
-            "icl_prompts": self.icl_prompts,
-            "jobs": self.jobs if self.jobs > 1 else None,
-            "threads": self.threads if self.jobs > 1 else None,
-            "analyse_only": self.analyse_only,
-        }
-        return ["qphi", "reproduce", *option_args(options), *self.overrides]
-
-
-def _claim(config: ReproduceConfig) -> None:
-    claim(config.out, "reproduce.json", {"preset": config.preset, "overrides": list(config.overrides)}, "reproduction")
-
-
-def plan(config: ReproduceConfig) -> list[PlannedRun]:
-    """Write OUT/plan.txt (one `qphi train` command per bottleneck × seed), the SLURM job array
-    OUT/runs.sbatch over it and OUT/analyse.sbatch (this reproduction with `analyse_only`)."""
-    runs = config.runs()
-    eval_device(config.device)
-    _claim(config)
-    write_plan(config.out, runs, config.replace(analyse_only=True).command(), "reproduce")
-    return runs
+    def options(self) -> dict[str, object]:
+        return {"seeds": self.num_seeds, "bottlenecks": self.bottlenecks, "icl_prompts": self.icl_prompts}
 
 
 def run(config: ReproduceConfig) -> KeyResults:
     """Train/evaluate every bottleneck × seed in `out/runs`, then write the results and reports
     into `out`: key_results.{json,md}, complexity.json, icl_competence.json, codebook_health.json,
     the figures and report.html."""
-    runs = config.runs()
-    device = eval_device(config.device)
-    if config.analyse_only:
-        require_finished(runs, config.out)
-    _claim(config)
     started = time.perf_counter()
-    analysed = train_and_analyse(
-        runs, device, config.icl_prompts, config.jobs, config.threads, "reproduce", config.out / "logs"
-    )
     per_bottleneck: dict[str, list[AnalysedRun]] = {}
-    for done in analysed:
+    for done in analysed_runs(config, config.icl_prompts):
         per_bottleneck.setdefault(done.analysis.bottleneck, []).append(done)
     complexity = {b: complexity_analysis([r.evaluation for r in done]) for b, done in per_bottleneck.items()}
     health = {

@@ -19,11 +19,13 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from tqdm.auto import tqdm
 
+from qphi.configuration import Config
 from qphi.errors import QPhiError
 from qphi.experiments.analysis import AnalysedRun, analyse_run, analysis_is_current
 from qphi.io import read_json, write_json, write_text
@@ -54,6 +56,64 @@ class PlannedRun:
         return shlex.join(["qphi", "train", self.preset, *self.overrides, "--out", str(self.run_dir), "--resume"])
 
 
+class ExperimentConfig(Config):
+    """What every experiment that trains many runs takes besides its own options."""
+
+    name: ClassVar[str]  # the command: "reproduce", "sweep"
+    marker: ClassVar[str]  # the file in OUT that says which experiment the folder holds
+    what: ClassVar[str]  # how errors name it: "reproduction", "sweep"
+
+    preset: str = "cpu-quick"
+    out: Path
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    overrides: tuple[str, ...] = ()  # key=value applied to every run
+    jobs: int = Field(1, ge=1)  # runs trained and analysed at once, each in its own process
+    threads: int = Field(1, ge=1)  # per process when jobs > 1
+    analyse_only: bool = False  # collect finished runs (trained from the plan's commands); train nothing
+
+    def runs(self) -> list[PlannedRun]:
+        """Every run, in the order of the experiment's results."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, object]:
+        """The experiment's own options, as its command line names them (see `option_args`)."""
+        raise NotImplementedError
+
+    def recorded(self) -> dict[str, Any]:
+        """What OUT/marker records: a folder holds the runs of one such experiment."""
+        return {"preset": self.preset, "overrides": list(self.overrides)}
+
+    def command(self) -> list[str]:
+        """This experiment's `qphi` command line."""
+        shared = {"device": self.device, "jobs": self.jobs if self.jobs > 1 else None}
+        shared |= {"threads": self.threads if self.jobs > 1 else None, "analyse_only": self.analyse_only}
+        options = {"preset": self.preset, "out": self.out.resolve(), **self.options(), **shared}
+        return ["qphi", self.name, *option_args(options), *self.overrides]
+
+
+def plan(config: ExperimentConfig) -> list[PlannedRun]:
+    """Write OUT/plan.txt (one `qphi train` command per run), the SLURM job array OUT/runs.sbatch
+    over it and OUT/analyse.sbatch (this experiment with `analyse_only`); train nothing."""
+    runs = config.runs()
+    eval_device(config.device)
+    if any(c.isspace() for c in str(config.out.resolve())):
+        raise QPhiError(f"'{config.out}' holds a space, which an #SBATCH line cannot: choose an --out without spaces")
+    claim(config.out, config.marker, config.recorded(), config.what)
+    write_plan(config.out, runs, config.replace(analyse_only=True).command(), config.name)
+    return runs
+
+
+def analysed_runs(config: ExperimentConfig, icl_prompts: int) -> list[AnalysedRun]:
+    """Every run of the experiment trained (or resumed, or reused; with `analyse_only` only
+    collected) and analysed, in the order of `config.runs()`."""
+    runs = config.runs()
+    device = eval_device(config.device)
+    check_runs(runs, config.out, config.analyse_only)
+    claim(config.out, config.marker, config.recorded(), config.what)
+    logs = config.out / "logs"
+    return train_and_analyse(runs, device, icl_prompts, config.jobs, config.threads, config.name, logs)
+
+
 def planned_run(out: Path, label: str, preset: str, bottleneck: str, seed: int, device: str, *more: str) -> PlannedRun:
     """The run `label` of an experiment in `out`: `bottleneck`, `seed` and `device` set, then `more` overrides."""
     overrides = (f"phi.bottleneck={bottleneck}", f"train.seed={seed}", f"train.device={device}", *more)
@@ -68,8 +128,10 @@ def checked(runs: list[PlannedRun]) -> list[PlannedRun]:
 
 
 def refuse_run_keys(overrides: Sequence[str], keys: Sequence[str], experiment: str, options: str) -> None:
-    """An experiment's overrides may not set what it sets per run (`keys`); `options` set those."""
-    set_here = sorted({o.partition("=")[0].strip() for o in overrides} & set(keys))
+    """An experiment's overrides may not set what it sets per run (`keys`, or a key inside one);
+    `options` set those."""
+    given = {o.partition("=")[0].strip() for o in overrides}
+    set_here = sorted(g for g in given if any(g == k or g.startswith(f"{k}.") for k in keys))
     if set_here:
         raise QPhiError(f"the {experiment} sets {', '.join(set_here)} itself: use {options} instead")
 
@@ -114,23 +176,36 @@ def eval_device(device: str) -> str:
     return name
 
 
-def require_finished(runs: Sequence[PlannedRun], out: Path) -> None:
-    """`--analyse-only`: every run must be trained to its last step with its planned config;
-    otherwise one line names those that are not."""
+def check_runs(runs: Sequence[PlannedRun], out: Path, analyse_only: bool) -> None:
+    """Before anything is written: a finished run must have been trained with its planned config
+    (or it would be reused as if it were), and with `analyse_only` every run must be finished.
+    Otherwise one line names the runs that are not."""
     problems = []
     for run in runs:
         config = run.config()
         done, steps = latest_step(run.run_dir), config.train.steps
-        if done != steps:
+        if done == steps and (changed := trained_otherwise(run.run_dir, config)):
+            problems.append(f"{run.label} (trained with another {', '.join(changed)})")
+        elif done != steps and analyse_only:
             problems.append(f"{run.label} ({'not started' if done is None else f'step {done} of {steps}'})")
-        elif changed := config_changes(saved_config(run.run_dir), config):
-            problems.append(f"{run.label} (trained with another {', '.join(changed[:3])})")
-    if problems:
-        shown = ", ".join(problems[:4]) + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
+    if not problems:
+        return
+    shown = ", ".join(problems[:4]) + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
+    if analyse_only:
         raise QPhiError(
             f"{len(problems)} of {len(runs)} runs are not finished as planned: {shown}: run their commands from "
             f"{out / PLAN} (written by --plan), then --analyse-only again"
         )
+    raise QPhiError(
+        f"{len(problems)} of {len(runs)} runs in '{out}' were trained otherwise: {shown}: move them away to train "
+        "them again, or choose another --out"
+    )
+
+
+def trained_otherwise(run_dir: Path, config: RunConfig) -> list[str]:
+    """The first keys (up to three) in which the finished run in `run_dir` differs from `config`,
+    leaving out what a resume may change (e.g. train.device)."""
+    return config_changes(saved_config(run_dir), config)[:3]
 
 
 def train_and_analyse(
@@ -196,7 +271,7 @@ def _child_run(run: PlannedRun, device: str, icl_prompts: int, log: Path) -> Non
 
 
 @contextlib.contextmanager
-def _output_to(f) -> Iterator[None]:
+def _output_to(f: IO[str]) -> Iterator[None]:
     """Everything this process writes to stdout and stderr (progress bars included) goes to `f`."""
     sys.stdout.flush()
     sys.stderr.flush()

@@ -3,7 +3,7 @@
 PHi, next-token loss, code usage and the range-coded size of the code stream as functions of
 the codebook size K (and the RQ depth Q). One run per configuration and seed under `out/runs` —
 trained, resumed or reused exactly as the reproduction does, in parallel processes (`jobs`) or
-from the commands `plan` writes — then the same per-run analysis (`analyse_run`, without the
+from the commands `experiments.runs.plan` writes — then the same per-run analysis (`analyse_run`, without the
 ICL competence), pooled over seeds into sweep.json, sweep.png and sweep.html.
 """
 
@@ -13,13 +13,11 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from qphi.bottlenecks import registry
-from qphi.configuration import Config
 from qphi.errors import QPhiError
 from qphi.evaluation.codebook_health import HEALTH_SCALARS
 from qphi.evaluation.results import (
@@ -33,16 +31,12 @@ from qphi.evaluation.results import (
 )
 from qphi.experiments.runs import (
     RUN_KEYS,
+    ExperimentConfig,
     PlannedRun,
+    analysed_runs,
     checked,
-    claim,
-    eval_device,
-    option_args,
     planned_run,
     refuse_run_keys,
-    require_finished,
-    train_and_analyse,
-    write_plan,
 )
 from qphi.io import write_json
 from qphi.reports.sweep import write_sweep_report
@@ -96,18 +90,15 @@ def sweep_points(bottleneck: str, sizes: tuple[int, ...], stages: tuple[int, ...
     return [SweepPoint(bottleneck, k, q) for q in sorted(set(stages)) for k in sorted(sizes)]
 
 
-class SweepConfig(Config):
-    preset: str = "cpu-quick"
-    out: Path
+class SweepConfig(ExperimentConfig):
+    name: ClassVar[str] = "sweep"
+    marker: ClassVar[str] = "sweep_config.json"
+    what: ClassVar[str] = "sweep"
+
     bottleneck: str
     sizes: tuple[int, ...]
     stages: tuple[int, ...] | None = None  # depths (residual; None: the preset's)
     seeds: int = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    overrides: tuple[str, ...] = ()  # key=value applied to every run
-    jobs: int = Field(1, ge=1)  # runs trained and analysed at once, each in its own process
-    threads: int = Field(1, ge=1)  # per process when jobs > 1
-    analyse_only: bool = False  # collect finished runs (trained from the plan's commands); train nothing
 
     @field_validator("seeds")
     @classmethod
@@ -123,7 +114,7 @@ class SweepConfig(Config):
             stages = (load_run_config(self.preset, list(self.overrides), self.bottleneck).phi.bottleneck.depth(),)
         return sweep_points(self.bottleneck, self.sizes, stages or (1,))
 
-    def runs(self) -> dict[SweepPoint, list[PlannedRun]]:
+    def per_point(self) -> dict[SweepPoint, list[PlannedRun]]:
         """Per configuration, its run of every seed."""
         runs = {}
         for point in self.points():
@@ -137,35 +128,14 @@ class SweepConfig(Config):
             )
         return runs
 
-    def command(self) -> list[str]:
-        options = {
-            "preset": self.preset,
-            "out": self.out.resolve(),
-            "bottleneck": self.bottleneck,
-            "sizes": self.sizes,
-            "stages": self.stages,
-            "seeds": self.seeds,
-            "device": self.device,
-            "jobs": self.jobs if self.jobs > 1 else None,
-            "threads": self.threads if self.jobs > 1 else None,
-            "analyse_only": self.analyse_only,
-        }
-        return ["qphi", "sweep", *option_args(options), *self.overrides]
+    def runs(self) -> list[PlannedRun]:
+        return [run for runs in self.per_point().values() for run in runs]
 
+    def options(self) -> dict[str, object]:
+        return {"bottleneck": self.bottleneck, "sizes": self.sizes, "stages": self.stages, "seeds": self.seeds}
 
-def _claim(config: SweepConfig) -> None:
-    wanted = {"preset": config.preset, "bottleneck": config.bottleneck, "overrides": list(config.overrides)}
-    claim(config.out, "sweep_config.json", wanted, "sweep")
-
-
-def plan(config: SweepConfig) -> list[PlannedRun]:
-    """Write OUT/plan.txt (one `qphi train` command per configuration × seed), the SLURM job array
-    OUT/runs.sbatch over it and OUT/analyse.sbatch (this sweep with `analyse_only`)."""
-    runs = [run for per_point in config.runs().values() for run in per_point]
-    eval_device(config.device)
-    _claim(config)
-    write_plan(config.out, runs, config.replace(analyse_only=True).command(), "sweep")
-    return runs
+    def recorded(self) -> dict[str, object]:
+        return {"preset": self.preset, "bottleneck": self.bottleneck, "overrides": list(self.overrides)}
 
 
 def run(config: SweepConfig) -> SweepResult:
@@ -174,16 +144,10 @@ def run(config: SweepConfig) -> SweepResult:
     Interrupted? Call it again with the same config: finished runs are reused, a stopped one
     resumes from its last checkpoint.
     """
-    per_point = config.runs()
-    runs = [run for point_runs in per_point.values() for run in point_runs]
-    device = eval_device(config.device)
-    if config.analyse_only:
-        require_finished(runs, config.out)
-    _claim(config)
     started = time.perf_counter()
-    analysed = iter(train_and_analyse(runs, device, 0, config.jobs, config.threads, "sweep", config.out / "logs"))
+    analysed = iter(analysed_runs(config, icl_prompts=0))
     configurations = []
-    for point, point_runs in per_point.items():
+    for point, point_runs in config.per_point().items():
         analyses = [next(analysed).analysis for _ in point_runs]
         coding = pool_coding(analyses) or {}
         levels = {

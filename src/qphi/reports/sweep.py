@@ -4,12 +4,15 @@ from `SweepResult`."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from qphi.evaluation.results import LEVEL_ORDER, Spread, SweepConfiguration, SweepLevel, SweepResult
 from qphi.reports import html as report_html
 from qphi.reports import plots
 from qphi.reports.key_results import LEVEL_TITLES, cell
+
+Number = Callable[[SweepLevel], float | None]  # one number of a level, e.g. its PHi
 
 
 def _levels(result: SweepResult) -> list[str]:
@@ -43,7 +46,7 @@ def _plot(path: Path, result: SweepResult) -> None:
     def variant(q: int) -> str:
         return f"Q={q}" if len(depths) > 1 else ""
 
-    def per_level(value, error=None) -> dict[tuple[str, str], plots.Curve]:
+    def per_level(value: Number, error: Number | None = None) -> dict[tuple[str, str], plots.Curve]:
         """value(level) → y, error(level) → its error bar or None (one seed: no error bars)."""
         curves = {}
         for q in depths:
@@ -73,7 +76,7 @@ def _plot(path: Path, result: SweepResult) -> None:
     plots.line_panels(
         path,
         [
-            ("PHi (bits/character)", per_level(lambda v: v.phi_bits_mean, lambda v: v.phi_std and v.phi_std * bits)),
+            ("PHi (bits/character)", per_level(lambda v: v.phi_bits_mean, lambda v: _scaled(v.phi_std, bits))),
             ("next-token loss (nats/character)", per_level(lambda v: v.nll_mean, lambda v: v.nll_std)),
             ("range-coded code stream (bits/character)", per_level(lambda v: v.coded_bits_per_token)),
             ("codebook utilisation", utilisation),
@@ -82,11 +85,15 @@ def _plot(path: Path, result: SweepResult) -> None:
     )
 
 
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
 def _html(out: Path, result: SweepResult) -> None:
     levels = _levels(result)
     configurations = result.configurations
 
-    def level_rows(spread) -> list[list[object]]:
+    def level_rows(spread: Callable[[SweepLevel], Spread | float | None]) -> list[list[object]]:
         """spread(level) → a `Spread` or a number, per configuration and level."""
 
         def shown(c: SweepConfiguration, lv: str) -> object:
