@@ -10,7 +10,8 @@ import torch
 from torch.distributions import Categorical
 
 from qphi.errors import QPhiError
-from qphi.evaluation import CodebookHealthAccumulator, codebook_health
+from qphi.evaluation import CodebookHealth, CodebookHealthAccumulator, codebook_health
+from qphi.io import read_json, write_json
 from qphi.phi import PHiConfig, PHiLayer
 
 
@@ -21,7 +22,7 @@ def test_usage_statistics_match_a_hand_computation():
     assert stage.utilisation == 0.5
     assert stage.usage_entropy_nats == pytest.approx(math.log(2))
     assert stage.perplexity == pytest.approx(2.0)
-    assert stage.to_dict()["usage_entropy_bits"] == pytest.approx(1.0)
+    assert stage.usage_entropy_bits == pytest.approx(1.0)
     assert stage.prior_entropy_nats is None and stage.context_gain_nats is None
 
 
@@ -98,7 +99,7 @@ def test_user_mistakes_are_refused():
         accumulator.update(codes, None, mask)
 
 
-def test_health_of_a_phi_layer_output_is_json_ready():
+def test_health_of_a_phi_layer_output_round_trips_through_json(tmp_path):
     torch.manual_seed(0)
     layer = PHiLayer(PHiConfig(d_model=16, bottleneck="fsq", fsq_levels=[5, 3])).eval()
     mask = torch.ones(2, 9, dtype=torch.bool)
@@ -112,6 +113,11 @@ def test_health_of_a_phi_layer_output_is_json_ready():
         assert sum(stage.counts) == int(mask.sum())
         expected = float(out.code_length[s][mask].double().mean())
         assert stage.code_length_nats == pytest.approx(expected, rel=1e-5)
-    data = json.loads(json.dumps(health.to_dict()))
+    write_json(tmp_path / "health.json", health)
+    data = json.loads((tmp_path / "health.json").read_text())
     assert data["stages"][1]["num_codes"] == 3
     assert data["stages"][0]["code_length_bits"] == pytest.approx(health.stages[0].code_length_nats / math.log(2))
+    assert read_json(tmp_path / "health.json", CodebookHealth) == health
+    data["stages"][0]["code_length_bits"] = 123.0  # a derived number edited by hand is recomputed, not trusted
+    (tmp_path / "health.json").write_text(json.dumps(data))
+    assert read_json(tmp_path / "health.json", CodebookHealth) == health

@@ -13,7 +13,9 @@ from training.runs import file_digests, tiny_overrides
 from qphi.bottlenecks.fsq import levels_for as fsq_levels_for
 from qphi.cli.main import build_parser, main
 from qphi.errors import QPhiError
-from qphi.experiments.sweep import SweepPoint, sweep, sweep_points
+from qphi.evaluation.results import SweepResult
+from qphi.experiments.sweep import SweepConfig, SweepPoint, run, sweep_points
+from qphi.io import read_json
 from qphi.training import load_run_config, train
 from qphi.training.run_dir import latest_step, saved_config
 
@@ -36,13 +38,19 @@ def test_fsq_levels_imply_a_codebook_near_the_size(size):
     assert abs(math.log(math.prod(levels) / size)) <= math.log(1.2)
 
 
+def sized(point: SweepPoint):
+    """The point's bottleneck config, built from the `qphi train` overrides the sweep writes for it."""
+    return load_run_config("cpu-quick", [f"phi.bottleneck={point.bottleneck}", *point.overrides("cpu-quick", ())])
+
+
 def test_every_point_configures_its_codebook():
     points = sweep_points("residual", (64, 16), (2, 1))
     assert [p.label for p in points] == ["residual-K16-Q1", "residual-K64-Q1", "residual-K16-Q2", "residual-K64-Q2"]
     for point in points:
-        config = point.configure(load_run_config("cpu-quick", bottleneck="residual"))
-        assert config.phi.stage_sizes == (point.size,) * point.stages
-    fsq = SweepPoint("fsq", 1024).configure(load_run_config("cpu-quick", bottleneck="fsq")).phi.bottleneck
+        assert sized(point).phi.stage_sizes == (point.size,) * point.stages
+        base = load_run_config("cpu-quick", bottleneck="residual").phi.bottleneck
+        assert sized(point).phi.bottleneck == base.sized(point.size, point.stages)
+    fsq = sized(SweepPoint("fsq", 1024)).phi.bottleneck
     assert fsq.fsq_levels == [6, 6, 6, 5] and fsq.sweep_size == 1080
 
 
@@ -75,49 +83,49 @@ def swept(tmp_path_factory) -> tuple[Path, dict]:
     ]
     train(load_run_config("cpu-quick", [*partial, "train.steps=2"]), first, evaluate=False)
     assert latest_step(first) == 2
-    return out, sweep("cpu-quick", out, "gumbel", SIZES, overrides=OVERRIDES)
+    return out, run(SweepConfig(out=out, bottleneck="gumbel", sizes=SIZES, overrides=OVERRIDES))
 
 
 def test_a_sweep_trains_every_size_and_reports_each(swept):
-    out, results = swept
-    assert json.loads((out / "sweep.json").read_text()) == results
+    out, result = swept
+    assert read_json(out / "sweep.json", SweepResult) == result
     assert (out / "sweep.png").stat().st_size > 0 and "codebook scaling" in (out / "sweep.html").read_text()
-    assert [c["label"] for c in results["configurations"]] == [f"gumbel-K{k}" for k in SIZES]
-    for config, size in zip(results["configurations"], SIZES, strict=True):
-        run = out / "runs" / f"gumbel-K{size}-seed0"
+    assert (out / "sweep.svg").is_file() and "±" not in (out / "sweep.html").read_text()  # one seed: no spread
+    assert [c.label for c in result.configurations] == [f"gumbel-K{k}" for k in SIZES]
+    for config, size in zip(result.configurations, SIZES, strict=True):
+        run_dir = out / "runs" / f"gumbel-K{size}-seed0"
         assert (
-            latest_step(run) == 4 and saved_config(run).phi.bottleneck.codebook_size == size
+            latest_step(run_dir) == 4 and saved_config(run_dir).phi.bottleneck.codebook_size == size
         )  # the stopped run resumed
-        analysis = json.loads((run / "analysis.json").read_text())
-        assert config["codebook_size"] == size and config["stage_sizes"] == [size]
-        assert config["capacity_bits"] == pytest.approx(math.log2(size))
-        assert set(config["levels"]) == {"mem_seq", "icll"}
-        for name, level in config["levels"].items():
-            assert level["phi_mean"] == analysis["levels"][name]["phi_mean"]
-            assert level["nll_mean"] == analysis["levels"][name]["nll_mean"]
-            assert level["coded_bits_per_token"] == analysis["coding"][name]["coded_bits_per_token"]
-        (stage,) = config["codebook_health"]
+        analysis = json.loads((run_dir / "analysis.json").read_text())
+        assert config.codebook_size == size and config.stage_sizes == [size]
+        assert config.options.codebook_size == size
+        assert config.capacity_bits == pytest.approx(math.log2(size))
+        assert set(config.levels) == {"mem_seq", "icll"}
+        for name, level in config.levels.items():
+            assert level.phi_mean == analysis["levels"][name]["phi_mean"]
+            assert level.nll_mean == analysis["levels"][name]["nll_mean"]
+            assert level.coded_bits_per_token == analysis["coding"][name]["coded_bits_per_token"]
+        (stage,) = config.codebook_health
         counts = analysis["codebook_health"]["stages"][0]["counts"]
-        assert len(counts) == size and stage["utilisation"] == sum(c > 0 for c in counts) / size
-        assert set(stage) == {"utilisation", "perplexity", "dead_codes", "usage_entropy_bits", "prior_entropy_bits",
-                              "code_length_bits"}  # fmt: skip
+        assert len(counts) == size and stage.utilisation == sum(c > 0 for c in counts) / size
         assert analysis["icl_competence"] is None
 
 
 def test_running_the_sweep_again_reuses_every_run(swept):
-    out, results = swept
+    out, result = swept
     before = file_digests(out / "runs")
-    again = sweep("cpu-quick", out, "gumbel", SIZES, overrides=OVERRIDES)
+    again = run(SweepConfig(out=out, bottleneck="gumbel", sizes=SIZES, overrides=OVERRIDES))
     assert file_digests(out / "runs") == before
-    assert {**again, "wall_time_s": 0} == {**results, "wall_time_s": 0}
+    assert again.configurations == result.configurations
 
 
 def test_a_folder_holds_one_sweep(swept):
     out, _ = swept
     with pytest.raises(QPhiError, match="holds a sweep"):
-        sweep("cpu-quick", out, "vq", SIZES, overrides=OVERRIDES)
+        run(SweepConfig(out=out, bottleneck="vq", sizes=SIZES, overrides=OVERRIDES))
     with pytest.raises(QPhiError, match=r"sets phi\.codebook_size"):
-        sweep("cpu-quick", out, "gumbel", SIZES, overrides=(*OVERRIDES, "phi.codebook_size=8"))
+        run(SweepConfig(out=out, bottleneck="gumbel", sizes=SIZES, overrides=(*OVERRIDES, "phi.codebook_size=8")))
 
 
 def test_the_command_line_takes_overrides_after_the_sizes(tmp_path, capsys):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from qphi.cli.main import main
+from qphi.io import read_json
+from qphi.training.mixture import MixtureEvaluation
 
 
 def test_training_run_wrote_the_levels(run_dir):
@@ -68,7 +72,11 @@ def test_correctness_runs_and_reruns_from_its_caches(run_dir, data, tmp_path):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--temperature", "0", "--temperature must be a positive number, got 0.0: pass a temperature above 0 (e.g. 0.6)"),
+        (
+            "--temperature",
+            "0",
+            "--temperature must be a positive number, got 0.0: pass a temperature above 0 (e.g. 0.6)",
+        ),
         (
             "--samples-per-question",
             "1",
@@ -90,3 +98,15 @@ def test_a_refused_option_names_itself_and_writes_nothing(run_dir, data, tmp_pat
     assert main([*args, option, value]) == 2
     assert capsys.readouterr().err.strip() == f"qphi correctness: error: {message}"
     assert not (tmp_path / "o").exists()
+
+
+def test_qphi_eval_of_a_pretrained_run_writes_what_training_wrote(run_dir, tmp_path, capsys):
+    """eval.json of a pretrained-LLM run is typed (`MixtureEvaluation`): `qphi eval` writes it again
+    as the training's final evaluation did, and prints one line per natural-language level."""
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    trained = read_json(copy / "eval.json", MixtureEvaluation)
+    (copy / "eval.json").unlink()
+    assert main(["eval", str(copy)]) == 0
+    assert read_json(copy / "eval.json", MixtureEvaluation) == trained
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1 : 1 + len(trained.levels)]] == list(trained.levels)

@@ -8,13 +8,12 @@ import io
 import json
 import math
 import re
-import shutil
-import subprocess
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 import torch
+from browser import needs_chromium, render
 
 from qphi.errors import QPhiError
 from qphi.evaluation.scoring import Chat, score_texts, summarize
@@ -117,11 +116,6 @@ def test_heatmap_labels_each_scale_with_its_quantity(model, tokenizer):
     assert f"{low:.2f}" in surprisal and f"{high:.2f}" in surprisal
 
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0",
-]  # fmt: skip
-
 PROBE = """<script>
 window.addEventListener('load', function () {
   var out = {}, downloads = [];
@@ -157,7 +151,7 @@ window.addEventListener('load', function () {
 </script></body>"""
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install -y chromium)")
+@needs_chromium
 def test_heatmap_in_a_real_browser(model, tokenizer, tmp_path):
     """Headless Chromium renders every token with its values in the tooltip, offline, without
     console errors; the scale shown names the quantity of the view; hovering marks the token and
@@ -170,13 +164,8 @@ def test_heatmap_in_a_real_browser(model, tokenizer, tmp_path):
     scores = score_texts(model, tokenizer, [*TEXTS, Chat("Count", '1 2 3\n4 5 6 & <7> "q"')])
     path = tmp_path / "heatmap.html"
     path.write_text(heatmap_html(scores, ["a", "b", "c d"]).replace("</body>", PROBE), encoding="utf-8")
-    result = subprocess.run(
-        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    out = json.loads(html.unescape(result.stdout.split('id="verdict">')[1].split("</pre>")[0]))
+    dom, console = render(path, tmp_path / "profile")
+    out = json.loads(html.unescape(dom.split('id="verdict">')[1].split("</pre>")[0]))
     n = sum(len(s.pieces) for s in scores)
     assert out["spans"] == out["titled"] == n
     assert "PHi (nats)" in out["scale_phi"] and "surprisal" not in out["scale_phi"]
@@ -200,5 +189,4 @@ def test_heatmap_in_a_real_browser(model, tokenizer, tmp_path):
     np.testing.assert_allclose([float(r[3]) for r in rows[1:]], third.phi, rtol=1e-5, atol=1e-6)
     assert [r[2] == "true" for r in rows[1:]] == third.mask.tolist() and rows[1][4] == ""
     assert sorted(out["downloads"]) == ["c_d-surprisal.svg blob:", "c_d.csv blob:"]
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]  # the page logs nothing
-    assert not console, console
+    assert not console, console  # the page logs nothing

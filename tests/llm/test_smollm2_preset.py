@@ -19,8 +19,8 @@ def test_preset_preserves_the_model_and_reports_the_levels(smollm2, shared_data,
          f"data.mixture.nl_levels_path={shared_data / 'natural_language_levels'}"],
     )  # fmt: skip
     result = train(config, tmp_path)
-    levels = result.evaluation["levels"]
+    levels = result.evaluation.levels
     assert set(levels) == LEVELS
     literature = levels["Literature"]
-    assert abs(literature["nll_mean"] - literature["base_nll_mean"]) < 0.1 * literature["base_nll_mean"]
+    assert abs(literature.nll_mean - literature.base_nll_mean) < 0.1 * literature.base_nll_mean
     assert (tmp_path / "eval.json").is_file()

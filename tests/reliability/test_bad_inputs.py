@@ -466,6 +466,59 @@ def reproduce_into_a_folder_with_a_torn_marker(i: Inputs) -> list[str]:
     return ["reproduce", "--out", str(i.tmp / "out"), *TINY]
 
 
+@case("override 'train.stpes=3': unknown key 'train.stpes'", "did you mean 'steps'?")
+def reproduce_with_a_misspelt_override(i: Inputs) -> list[str]:
+    return ["reproduce", "--out", str(i.tmp / "out"), "--bottlenecks", "vq", "train.stpes=3"]
+
+
+@case("the reproduction sets train.seed itself", "use --bottlenecks, --seeds and --device instead")
+def reproduce_with_a_seed_override(i: Inputs) -> list[str]:
+    return ["reproduce", "--out", str(i.tmp / "out"), "train.seed=3"]
+
+
+@case("argument --jobs: must be at least 1, got 0", "pass 1 or more")
+def reproduce_without_jobs(i: Inputs) -> list[str]:
+    return ["reproduce", "--out", str(i.tmp / "out"), "--jobs", "0"]
+
+
+@case("argument --analyse-only: not allowed with argument --plan", "--plan")
+def reproduce_plan_and_analyse_at_once(i: Inputs) -> list[str]:
+    return ["reproduce", "--out", str(i.tmp / "out"), "--plan", "--analyse-only"]
+
+
+@case("1 of 2 runs are not finished as planned: gumbel-seed1 (not started)", "run their commands from")
+def reproduce_analyse_only_before_the_runs_finished(i: Inputs) -> list[str]:
+    out = i.tmp / "out"
+    shutil.copytree(i.run, out / "runs" / "gumbel-seed0")  # the shared run is gumbel seed 0 of these options
+    return ["reproduce", "--out", str(out), "--bottlenecks", "gumbel", "--seeds", "2", "--analyse-only", *TINY]
+
+
+@case("1 of 1 runs are not finished as planned: gumbel-seed0 (trained with another optim.warmup_steps)", "run their")
+def reproduce_analyse_only_a_run_trained_otherwise(i: Inputs) -> list[str]:
+    out = i.tmp / "out"
+    shutil.copytree(i.run, out / "runs" / "gumbel-seed0")  # gumbel seed 0 of TINY, not of TINY + warmup 3
+    return ["reproduce", "--out", str(out), "--bottlenecks", "gumbel", "--analyse-only", *TINY, "optim.warmup_steps=3"]
+
+
+@case(
+    "1 of 1 runs in", "were trained otherwise: gumbel-seed0 (trained with another optim.warmup_steps): move them away"
+)
+def reproduce_reusing_a_run_trained_otherwise(i: Inputs) -> list[str]:
+    out = i.tmp / "out"
+    shutil.copytree(i.run, out / "runs" / "gumbel-seed0")  # gumbel seed 0 of TINY, not of TINY + warmup 3
+    return ["reproduce", "--out", str(out), "--bottlenecks", "gumbel", *TINY, "optim.warmup_steps=3"]
+
+
+@case("holds a space, which an #SBATCH line cannot", "choose an --out without spaces")
+def reproduce_plan_into_a_folder_with_a_space(i: Inputs) -> list[str]:
+    return ["reproduce", "--out", str(i.tmp / "my runs"), "--plan", *TINY]
+
+
+@case("argument --jobs: must be at least 1, got 0", "pass 1 or more")
+def sweep_without_jobs(i: Inputs) -> list[str]:
+    return ["sweep", "--out", str(i.tmp / "out"), "--bottleneck", "vq", "--sizes", "8", "--jobs", "0"]
+
+
 @case("holds a reproduction (reproduce.json), not a sweep", "choose another --out folder")
 def sweep_into_a_reproduction(i: Inputs) -> list[str]:
     i.file("out/reproduce.json", json.dumps({"preset": "cpu-quick", "overrides": []}))

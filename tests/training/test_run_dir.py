@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,10 +163,10 @@ def test_non_finite_evaluation_values_are_written_as_null_with_a_warning(finishe
 
     real = data.PFASource.evaluate
 
-    def with_nan(self, model, device):
-        summary = real(self, model, device)
-        next(iter(summary["levels"].values()))["phi_mean"] = float("nan")
-        return summary
+    def with_nan(self, model, device, step):
+        evaluation = real(self, model, device, step)
+        first, level = next(iter(evaluation.levels.items()))
+        return replace(evaluation, levels={**evaluation.levels, first: replace(level, phi_mean=float("nan"))})
 
     monkeypatch.setattr(data.PFASource, "evaluate", with_nan)
     with pytest.warns(

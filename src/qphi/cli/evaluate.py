@@ -33,14 +33,10 @@ def run(args: argparse.Namespace) -> int:
         config, model, step = load_run(args.run_dir, args.device)
         if args.samples is not None:
             config = config.replace(eval=config.eval.replace(samples_per_level=args.samples))
-        summary = {
-            "step": step,
-            "bottleneck": config.phi.bottleneck.name,
-            **build_source(config).evaluate(model, args.device),
-        }
-        write_json(args.run_dir / EVAL, summary)
-    print(level_table(summary["levels"]))
-    if summary["codebook_health"]:
-        print(health_table(summary["codebook_health"]))
+        evaluation = build_source(config).evaluate(model, args.device, step)
+        write_json(args.run_dir / EVAL, evaluation)
+    print(level_table(evaluation.levels))
+    if evaluation.codebook_health is not None:
+        print(health_table(evaluation.codebook_health))
     print(f"wrote {args.run_dir / EVAL}")
     return 0

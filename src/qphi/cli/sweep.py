@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from qphi.bottlenecks import registry
+from qphi.cli.lists import NumbersThenOverrides, overrides
 from qphi.cli.numbers import at_least
-from qphi.experiments.sweep import sweep
+from qphi.cli.options import config_from_args
+from qphi.cli.runs import add_run_options, print_plan
 from qphi.presets import PFA_PRESETS
-
-
-class _NumbersThenOverrides(argparse.Action):
-    """`--sizes 16 64 train.steps=100`: the numbers are the option's values and trailing key=value
-    pairs are overrides (a list option would otherwise swallow them)."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        numbers = [v for v in values if "=" not in v]
-        bad = [v for v in numbers if not re.fullmatch(r"-?[0-9]+", v)]
-        if bad or not numbers:
-            parser.error(f"argument {option_string}: expected integers, got {' '.join(bad) or 'none'}")
-        setattr(namespace, self.dest, [int(v) for v in numbers])
-        namespace.trailing_overrides = [*getattr(namespace, "trailing_overrides", []), *(v for v in values if "=" in v)]
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None:
@@ -33,32 +21,33 @@ def add_parser(sub: argparse._SubParsersAction, name: str, summary: str) -> None
         "evaluates each on fresh samples of every level (PHi, next-token loss, range-coded size of the code stream, "
         "codebook health), and writes sweep.json, sweep.png and sweep.html into OUT. For FSQ a size is the implied "
         "codebook ∏ levels (levels chosen by qphi.bottlenecks.fsq.levels_for). Interrupted? Run the same "
-        "command again.",
+        "command again. --plan and --analyse-only split it for a cluster, as in `qphi reproduce`.",
     )
     p.add_argument("--preset", default="cpu-quick", choices=PFA_PRESETS, help="a preset of the PFA levels")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--bottleneck", required=True, choices=registry.discrete_names())
     p.add_argument(
-        "--sizes", nargs="+", required=True, action=_NumbersThenOverrides, metavar="K", help="codebook sizes (16 64 …)"
+        "--sizes", nargs="+", required=True, action=NumbersThenOverrides, metavar="K", help="codebook sizes (16 64 …)"
     )
     p.add_argument(
-        "--stages", nargs="+", action=_NumbersThenOverrides, metavar="Q", help="RQ depths (residual; default: preset's)"
+        "--stages", nargs="+", action=NumbersThenOverrides, metavar="Q", help="RQ depths (residual; default: preset's)"
     )
     p.add_argument("--seeds", type=at_least(1), default=1, help="seeds per configuration (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_run_options(p)
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.steps=100)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    sweep(
-        args.preset,
-        args.out,
-        args.bottleneck,
-        tuple(args.sizes),
-        stages=tuple(args.stages) if args.stages else None,
-        seeds=args.seeds,
-        device=args.device,
-        overrides=(*args.overrides, *getattr(args, "trailing_overrides", [])),
-    )
+    from qphi.experiments import sweep
+    from qphi.reports.sweep import markdown_table
+
+    config = config_from_args(sweep.SweepConfig, args, overrides=overrides(args))
+    if args.plan:
+        print_plan(config)
+        return 0
+    result = sweep.run(config)
+    print(markdown_table(result))
+    print(f"reports in {config.out} ({result.wall_time_s / 60:.1f} min)")
     return 0

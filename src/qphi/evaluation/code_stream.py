@@ -10,19 +10,30 @@ sweep also take the coding (a real coder run over every block, and decoded again
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from qphi.evaluation.codebook_health import CodebookHealth, CodebookHealthAccumulator
 from qphi.evaluation.coding import measure_coding
+from qphi.evaluation.levels import evaluated_positions
 from qphi.models import PHiModelOutput
 from qphi.tasks import LEVEL_KEYS, Batch
+
+
+@dataclass(frozen=True)
+class LevelCoding:
+    """One level's code stream, range-coded block by block under the learned prior (bits per
+    evaluated character): what the coder wrote, and Σ −log2 p(code) of the same codes."""
+
+    coded_bits_per_token: float
+    ideal_bits_per_token: float
+    ratio: float | None  # coded / ideal; None when the ideal length is 0
+    tokens: int
 
 
 class CodeStreamObserver:
     """Codebook health of all evaluated characters and (with `coding`) coded bits per level.
 
-    Only the characters of each block count (`batch.meta["is_text"]`: BOS, EOS and padding
-    excluded), the same positions `evaluate_levels` pools PHi over.
+    Only `evaluated_positions` count, the same positions `evaluate_levels` pools PHi over.
     """
 
     def __init__(self, stage_sizes: Sequence[int], coding: bool = False):
@@ -31,7 +42,7 @@ class CodeStreamObserver:
         self._coded: dict[int, list[float]] = {}  # level → [coded bits, ideal bits, characters]
 
     def __call__(self, level: int, batch: Batch, out: PHiModelOutput) -> None:
-        mask = batch.meta["is_text"].cpu()
+        mask = evaluated_positions(batch).cpu()
         codes = out.phi.codes.cpu()  # (Q, B, T)
         log_probs = out.phi.prior_params.log_probs().float().cpu()  # (Q, B, T, K)
         self.health.update(codes, log_probs, mask)
@@ -45,15 +56,15 @@ class CodeStreamObserver:
     def health_summary(self) -> CodebookHealth:
         return self.health.compute()
 
-    def coding_summary(self) -> dict[str, dict[str, Any]]:
-        """Per level: range-coded and ideal (Σ −log2 p(code)) bits per character, their ratio."""
+    def coding_summary(self) -> dict[str, LevelCoding]:
+        """Per level (by its key, e.g. "icll")."""
         return {
-            LEVEL_KEYS[level]: {
-                "coded_bits_per_token": coded / tokens,
-                "ideal_bits_per_token": ideal / tokens,
-                "ratio": coded / ideal if ideal else None,
-                "tokens": int(tokens),
-            }
+            LEVEL_KEYS[level]: LevelCoding(
+                coded_bits_per_token=coded / tokens,
+                ideal_bits_per_token=ideal / tokens,
+                ratio=coded / ideal if ideal else None,
+                tokens=int(tokens),
+            )
             for level, (coded, ideal, tokens) in sorted(self._coded.items())
         }
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -33,6 +33,9 @@ LN2 = math.log(2.0)
 
 @dataclass(frozen=True)
 class StageHealth:
+    """One stage's health. The fields after `code_length_nats` are derived in `__post_init__`:
+    written to JSON beside the measured ones, recomputed (not trusted) when a file is read back."""
+
     stage: int
     num_codes: int  # K_s, the codes this stage has
     num_tokens: int  # codes observed
@@ -44,36 +47,30 @@ class StageHealth:
     perplexity: float  # exp H(u)
     prior_entropy_nats: float | None  # E_t[H(p(·|context_t))]; None without the prior's log-probs
     code_length_nats: float | None  # E_t[−ln p(c_t|context_t)]
+    context_gain_nats: float | None = field(init=False)  # H(u) − mean code length: what the context saves
+    calibration_gap_nats: float | None = field(init=False)  # mean code length − mean prior entropy (≈ 0)
+    usage_entropy_bits: float = field(init=False)
+    prior_entropy_bits: float | None = field(init=False)
+    code_length_bits: float | None = field(init=False)
+    context_gain_bits: float | None = field(init=False)
+    calibration_gap_bits: float | None = field(init=False)
 
-    @property
-    def context_gain_nats(self) -> float | None:
-        """H(u) − mean code length: what conditioning on the context saves per token."""
-        return None if self.code_length_nats is None else self.usage_entropy_nats - self.code_length_nats
-
-    @property
-    def calibration_gap_nats(self) -> float | None:
-        """Mean code length − mean prior entropy: ≈ 0 for a calibrated prior."""
-        if self.code_length_nats is None or self.prior_entropy_nats is None:
-            return None
-        return self.code_length_nats - self.prior_entropy_nats
-
-    def to_dict(self) -> dict:
-        """JSON-ready, with every `*_nats` quantity also in bits."""
-        out = asdict(self)
-        out["counts"] = list(self.counts)
-        out["context_gain_nats"] = self.context_gain_nats
-        out["calibration_gap_nats"] = self.calibration_gap_nats
-        for key in [k for k in out if k.endswith("_nats")]:
-            out[key.removesuffix("_nats") + "_bits"] = None if out[key] is None else out[key] / LN2
-        return out
+    def __post_init__(self) -> None:
+        length, entropy = self.code_length_nats, self.prior_entropy_nats
+        derived = {
+            "context_gain_nats": None if length is None else self.usage_entropy_nats - length,
+            "calibration_gap_nats": None if length is None or entropy is None else length - entropy,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        for name in ("usage_entropy", "prior_entropy", "code_length", "context_gain", "calibration_gap"):
+            nats = getattr(self, f"{name}_nats")
+            object.__setattr__(self, f"{name}_bits", None if nats is None else nats / LN2)
 
 
 @dataclass(frozen=True)
 class CodebookHealth:
     stages: tuple[StageHealth, ...]
-
-    def to_dict(self) -> dict:
-        return {"stages": [stage.to_dict() for stage in self.stages]}
 
 
 class CodebookHealthAccumulator:
@@ -175,15 +172,14 @@ HEALTH_SCALARS = (
 )
 
 
-def health_scalars(health: dict) -> dict[str, float]:
-    """`CodebookHealth.to_dict()` flattened for metric logs: {"stage0/utilisation": …, …}.
-
-    Leaves out the per-code counts (K numbers per stage) and values that are None."""
+def health_scalars(health: CodebookHealth) -> dict[str, float]:
+    """Flattened for metric logs: {"stage0/utilisation": …, …}, without the per-code counts (K
+    numbers per stage) and values that are None."""
     return {
-        f"stage{stage['stage']}/{key}": stage[key]
-        for stage in health["stages"]
+        f"stage{stage.stage}/{key}": getattr(stage, key)
+        for stage in health.stages
         for key in HEALTH_SCALARS
-        if stage[key] is not None
+        if getattr(stage, key) is not None
     }
 
 

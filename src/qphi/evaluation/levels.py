@@ -3,10 +3,11 @@
 Each block is evaluated whole in its own row (no packing), so every architecture — the
 LSTM too — sees it exactly as a user would feed it.
 
-Positions are pooled over the characters of each block (BOS, EOS and padding excluded):
-at a character x_t, PHi_t is the information of the latent computed after reading x_t and
-nll_t = −ln p(x_{t+1} | x_≤t). Token-level records are kept for the complexity analysis,
-codebook health and coding.
+Positions are pooled over the characters of each block that have a next token to predict
+(`evaluated_positions`: BOS, EOS, padding and the last character of a truncated block, whose
+target is ignored, excluded): at a character x_t, PHi_t is the information of the latent
+computed after reading x_t and nll_t = −ln p(x_{t+1} | x_≤t). Token-level records are kept for
+the complexity analysis, codebook health and coding.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
+from torch import Tensor
 
 from qphi.configuration import Config
+from qphi.evaluation.codebook_health import CodebookHealth
 from qphi.models import PHiModel, PHiModelOutput
 from qphi.seeding import mix_seed
 from qphi.tasks import LEVEL_KEYS, Batch, CharTokenizer, PFALevels, Sample, pack_rows
-from qphi.tasks.packing import document_length, fit_document
+from qphi.tasks.packing import IGNORE_INDEX, document_length, fit_document
 
 
 class EvalConfig(Config):
@@ -60,30 +62,77 @@ class TokenRecords:
     codes: np.ndarray | None  # (Q, N) int
 
 
+@dataclass(frozen=True)
+class BlockRecord:
+    """One evaluated block: its automaton's numbers and its PHi and next-token loss (means over
+    its evaluated characters). `sample` is its index among its level's samples: with the same
+    evaluation config, the same `(level, sample)` is the same block in every run."""
+
+    level: int
+    sample: int
+    num_states: int  # -1 at levels without an automaton
+    num_edges: int
+    vocab_size: int
+    description_length: float | None  # nats; None at levels without an automaton
+    truncated: bool
+    phi_mean: float
+    nll_mean: float
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    """One level's evaluated characters pooled (nats per character unless named bits)."""
+
+    phi_mean: float
+    phi_bits_mean: float
+    nll_mean: float
+    phi_per_stage: list[float]  # (Q,)
+    n_tokens: int
+    n_blocks: int
+    code_length_bits_mean: float | None = None  # −log2 p(code | context) summed over stages; discrete only
+    kl_bits_mean: float | None = None  # a diagnostic beside PHi where it differs from it (soft posteriors' KL)
+
+
+@dataclass(frozen=True)
+class LevelResults:
+    """What a run's evaluation on the PFA levels reports (eval.json)."""
+
+    step: int
+    bottleneck: str
+    levels: dict[str, LevelSummary]
+    codebook_health: CodebookHealth | None  # None for the continuous bottleneck
+
+
 @dataclass
 class LevelEvaluation:
     tokens: TokenRecords
-    blocks: list[dict[str, Any]]  # per block: level, description_length, num_states, ..., phi_mean, nll_mean
+    blocks: list[BlockRecord]
 
-    def summary(self) -> dict[str, Any]:
-        """{"levels": {name: {phi_mean, phi_bits_mean, nll_mean, phi_per_stage, n_tokens, n_blocks}}}."""
+    def summary(self) -> dict[str, LevelSummary]:
+        """Per level (by its key, e.g. "icll"), its characters pooled."""
         levels = {}
         t = self.tokens
         for level in sorted(set(t.level.tolist())):
             sel = t.level == level
             phi = float(t.phi[sel].mean())
-            entry = {
-                "phi_mean": phi,
-                "phi_bits_mean": phi / math.log(2),
-                "nll_mean": float(t.nll[sel].mean()),
-                "phi_per_stage": t.phi_per_stage[:, sel].mean(1).tolist(),
-                "n_tokens": int(sel.sum()),
-                "n_blocks": sum(1 for b in self.blocks if b["level"] == level),
-            }
-            if t.code_length is not None:
-                entry["code_length_bits_mean"] = float(t.code_length[:, sel].sum(0).mean()) / math.log(2)
-            levels[LEVEL_KEYS[level]] = entry
-        return {"levels": levels}
+            levels[LEVEL_KEYS[level]] = LevelSummary(
+                phi_mean=phi,
+                phi_bits_mean=phi / math.log(2),
+                nll_mean=float(t.nll[sel].mean()),
+                phi_per_stage=t.phi_per_stage[:, sel].mean(1).tolist(),
+                n_tokens=int(sel.sum()),
+                n_blocks=sum(1 for b in self.blocks if b.level == level),
+                code_length_bits_mean=None
+                if t.code_length is None
+                else float(t.code_length[:, sel].sum(0).mean()) / math.log(2),
+            )
+        return levels
+
+
+def evaluated_positions(batch: Batch) -> Tensor:
+    """(B, T) bool: the characters whose PHi, next-token loss and codes an evaluation counts."""
+    return batch.meta["is_text"] & (batch.targets != IGNORE_INDEX)
 
 
 @torch.no_grad()
@@ -102,7 +151,7 @@ def evaluate_levels(
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "block", "phi", "nll", "stages", "lengths", "codes")}
-    blocks: list[dict[str, Any]] = []
+    blocks: list[BlockRecord] = []
     try:
         for level in config.levels:
             generator = torch.Generator().manual_seed(mix_seed(config.seed, level))
@@ -110,7 +159,7 @@ def evaluate_levels(
             for first in range(0, len(samples), config.batch_size):
                 docs = [fit_document(s, row_length) for s in samples[first : first + config.batch_size]]
                 batch = pack_rows([[d] for d in docs], tokenizer, max(map(document_length, docs))).to(device)
-                out = _collect(model, batch, len(blocks), parts, blocks)
+                out = _collect(model, batch, first, len(blocks), parts, blocks)
                 if observe is not None:
                     observe(level, batch, out)
     finally:
@@ -128,39 +177,39 @@ def evaluate_levels(
     return LevelEvaluation(tokens=tokens, blocks=blocks)
 
 
-def block_metadata(sample: Sample) -> dict[str, Any]:
-    return {
-        "level": sample.level,
-        "num_states": sample.num_states,
-        "num_edges": sample.num_edges,
-        "vocab_size": sample.vocab_size,
-        "description_length": sample.description_length,
-        "truncated": sample.truncated,
-    }
-
-
-def _collect(model: PHiModel, batch: Batch, block_offset: int, parts: dict, blocks: list) -> PHiModelOutput:
+def _collect(
+    model: PHiModel, batch: Batch, first_sample: int, block_offset: int, parts: dict, blocks: list
+) -> PHiModelOutput:
     out = model(input_ids=batch.input_ids, targets=batch.targets, padding_mask=batch.padding_mask)
-    text = batch.meta["is_text"]
-    doc = batch.meta["doc_index"][text]
-    phi = out.phi.phi[text].float()
-    nll = out.nll[text].float()
-    parts["level"].append(batch.meta["level"][text].cpu().numpy())
+    kept = evaluated_positions(batch)
+    doc = batch.meta["doc_index"][kept]
+    phi = out.phi.phi[kept].float()
+    nll = out.nll[kept].float()
+    parts["level"].append(batch.meta["level"][kept].cpu().numpy())
     parts["block"].append((doc + block_offset).cpu().numpy())
     parts["phi"].append(phi.cpu().numpy())
     parts["nll"].append(nll.cpu().numpy())
-    parts["stages"].append(out.phi.phi_per_stage[:, text].float().cpu().numpy())
+    parts["stages"].append(out.phi.phi_per_stage[:, kept].float().cpu().numpy())
     if out.phi.codes is not None:
-        parts["lengths"].append(out.phi.code_length[:, text].float().cpu().numpy())
-        parts["codes"].append(out.phi.codes[:, text].cpu().numpy())
+        parts["lengths"].append(out.phi.code_length[:, kept].float().cpu().numpy())
+        parts["codes"].append(out.phi.codes[:, kept].cpu().numpy())
     for index, sample in enumerate(batch.documents):
         sel = doc == index
-        blocks.append(
-            {
-                **block_metadata(sample),
-                "phi_mean": float(phi[sel].mean()),
-                "nll_mean": float(nll[sel].mean()),
-                "n_tokens": int(sel.sum()),
-            }
-        )
+        blocks.append(_block_record(sample, first_sample + index, phi[sel], nll[sel]))
     return out
+
+
+def _block_record(sample: Sample, index: int, phi: Tensor, nll: Tensor) -> BlockRecord:
+    dl = sample.description_length
+    return BlockRecord(
+        level=sample.level,
+        sample=index,
+        num_states=sample.num_states,
+        num_edges=sample.num_edges,
+        vocab_size=sample.vocab_size,
+        description_length=None if math.isnan(dl) else dl,
+        truncated=sample.truncated,
+        phi_mean=float(phi.mean()),
+        nll_mean=float(nll.mean()),
+        n_tokens=int(phi.numel()),
+    )

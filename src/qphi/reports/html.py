@@ -27,11 +27,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def figure(path: str | os.PathLike, caption: str) -> str:
-    """An <img> with the PNG inlined as a data URI (no file the page depends on)."""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    """An <img> with the PNG inlined as a data URI (no file the page depends on), and a link to
+    the SVG beside it when there is one (a page in the same folder finds it)."""
+    png = Path(path)
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    svg = png.with_suffix(".svg")
+    link = f' (<a href="{html.escape(svg.name)}">SVG</a>)' if svg.is_file() else ""
     return (
         f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        f"<figcaption>{html.escape(caption)}{link}</figcaption></figure>"
     )
 
 

@@ -1,17 +1,17 @@
-"""The key-results table: mean ± std over seeds of each run's per-level means (SPEC §5.1)."""
+"""The key-results tables (SPEC §5.1) in the thesis's layout: rows = bottlenecks, columns = levels.
+
+Rendered from `KeyResults` as Markdown (key_results.md, the printed table) and as the rows of
+report.html's tables, so both show the same cells: mean ± std over seeds, the mean alone for
+one seed.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import numpy as np
+from collections.abc import Mapping
 
 from qphi.bottlenecks import registry
-from qphi.tasks import LEVEL_KEYS
+from qphi.evaluation.results import TABLE_LEVELS, BottleneckResults, KeyResults, Spread
 
-LEVEL_ORDER = [LEVEL_KEYS[i] for i in sorted(LEVEL_KEYS)]
-TABLE_LEVELS = ("mem_seq", "mem_prog", "icll", "random")  # the thesis's columns
 LEVEL_TITLES = {
     "mem_seq": "Mem. Seq.",
     "mem_prog": "Mem. Prog.",
@@ -21,60 +21,84 @@ LEVEL_TITLES = {
     "copy": "Copy",
 }
 
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=float)
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+Table = tuple[list[str], list[list[str]]]  # header, rows of cells
 
 
-def key_results(preset: str, summaries: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """summaries: bottleneck → one analysis summary per seed (see experiments.analysis)."""
-    bottlenecks = {}
-    for name, runs in summaries.items():
-        levels = {}
-        present = [key for key in LEVEL_ORDER if all(key in r["levels"] for r in runs)]
-        for key in present:
-            phi = [r["levels"][key]["phi_mean"] for r in runs]
-            nll = [r["levels"][key]["nll_mean"] for r in runs]
-            entry = dict(zip(("phi_mean", "phi_std"), _mean_std(phi), strict=True))
-            entry.update(zip(("nll_mean", "nll_std"), _mean_std(nll), strict=True))
-            entry["phi_bits_mean"] = entry["phi_mean"] / math.log(2)
-            entry["n_seeds"] = len(runs)
-            if "mem_seq" in present:
-                ratios = [r["levels"][key]["phi_mean"] / r["levels"]["mem_seq"]["phi_mean"] for r in runs]
-                entry.update(zip(("phi_normalised_mean", "phi_normalised_std"), _mean_std(ratios), strict=True))
-            levels[key] = entry
-        bottlenecks[name] = {"levels": levels, "seeds": [r["seed"] for r in runs], "steps": runs[0]["step"]}
-    return {"preset": preset, "units": "nats/token", "bottlenecks": bottlenecks}
+def cell(spread: Spread | None, digits: int = 3) -> str:
+    """ "mean ± std", the mean alone when there is no spread (one seed), "–" when absent."""
+    if spread is None:
+        return "–"
+    if spread.std is None:
+        return f"{spread.mean:.{digits}f}"
+    return f"{spread.mean:.{digits}f} ± {spread.std:.{digits}f}"
 
 
-def _cell(mean: float, std: float, n: int) -> str:
-    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+def level_table(
+    bottlenecks: Mapping[str, BottleneckResults], field: str, levels: tuple[str, ...] = TABLE_LEVELS
+) -> Table:
+    """One row per bottleneck, one column per level present: `field` of `PooledLevel.spread`."""
+    columns = [lv for lv in levels if any(lv in b.levels for b in bottlenecks.values())]
+    rows = []
+    for name, b in bottlenecks.items():
+        cells = [cell(b.levels[lv].spread(field)) if lv in b.levels else "–" for lv in columns]
+        rows.append([registry.title(name), *cells])
+    return ["Bottleneck", *(LEVEL_TITLES[lv] for lv in columns)], rows
 
 
-def markdown_tables(results: dict[str, Any]) -> str:
-    """The thesis's layout: rows = bottlenecks, columns = levels, raw PHi and normalised to Mem. Seq."""
-    out = []
-    for title, field in (
-        ("PHi (nats/token)", "phi"),
-        ("PHi normalised to Mem. Seq.", "phi_normalised"),
-        ("Next-token loss (nats/token)", "nll"),
-    ):
-        columns = [c for c in TABLE_LEVELS if any(c in b["levels"] for b in results["bottlenecks"].values())]
-        out.append(f"### {title}\n")
-        out.append("| Bottleneck | " + " | ".join(LEVEL_TITLES[c] for c in columns) + " |")
-        out.append("|---|" + "---:|" * len(columns))
-        for name, b in results["bottlenecks"].items():
-            cells = []
-            for c in columns:
-                e = b["levels"].get(c)
-                cells.append(
-                    _cell(e[f"{field}_mean"], e[f"{field}_std"], e["n_seeds"]) if e and f"{field}_mean" in e else "–"
-                )
-            out.append(f"| {registry.title(name)} | " + " | ".join(cells) + " |")
-        out.append("")
-    seeds = {b["levels"][next(iter(b["levels"]))]["n_seeds"] for b in results["bottlenecks"].values()}
-    out.append(
-        f"Preset `{results['preset']}`; mean ± std over {'/'.join(map(str, sorted(seeds)))} seed(s) of per-seed means."
-    )
-    return "\n".join(out) + "\n"
+def kl_table(results: KeyResults, levels: tuple[str, ...] = TABLE_LEVELS) -> Table | None:
+    """The per-level diagnostic beside PHi (bits), for the bottlenecks that report one; None if none does."""
+    reporting = {
+        n: b for n, b in results.bottlenecks.items() if any(v.kl_bits_mean is not None for v in b.levels.values())
+    }
+    return level_table(reporting, "kl_bits", levels) if reporting else None
+
+
+def coded_table(results: KeyResults, levels: tuple[str, ...] = TABLE_LEVELS) -> Table | None:
+    """Range-coded bits ÷ Σ PHi per level, for the bottlenecks with a code stream; None if none has one."""
+    coded = {n: b for n, b in results.bottlenecks.items() if b.coding}
+    return level_table(coded, "coded_over_phi", levels) if coded else None
+
+
+def directions_table(results: KeyResults) -> Table:
+    """Per bottleneck: in how many seeds ICLL has the highest PHi of the levels, Random the lowest,
+    and each seed's ICLL / Mem. Seq."""
+
+    def seeds(count: int | None, n: int) -> str:
+        return "–" if count is None else f"{count} of {n}"
+
+    rows = []
+    for name, b in results.bottlenecks.items():
+        d = b.directions
+        ratios = "–" if d.icll_over_mem_seq is None else ", ".join(f"{r:.2f}" for r in d.icll_over_mem_seq)
+        rows.append([registry.title(name), seeds(d.icll_highest, d.n_seeds), seeds(d.random_lowest, d.n_seeds), ratios])
+    return ["Bottleneck", "ICLL highest PHi", "Random lowest PHi", "ICLL / Mem. Seq. per seed"], rows
+
+
+def seeds_note(results: KeyResults) -> str:
+    seeds = sorted({len(b.seeds) for b in results.bottlenecks.values()})
+    if seeds == [1]:
+        return f"Preset `{results.preset}`; one seed per bottleneck: its means, no spread ({results.units})."
+    shown = "/".join(map(str, seeds))
+    return f"Preset `{results.preset}`; mean ± std over {shown} seed(s) of per-seed means ({results.units})."
+
+
+def markdown(table: Table) -> str:
+    header, rows = table
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_tables(results: KeyResults) -> str:
+    """key_results.md and the printed table: PHi, PHi normalised, next-token loss, the per-seed
+    directions, coded bits ÷ Σ PHi (discrete bottlenecks) and the PHi diagnostic where present."""
+    sections: list[tuple[str, Table | None]] = [
+        ("PHi (nats/token)", level_table(results.bottlenecks, "phi")),
+        ("PHi normalised to Mem. Seq.", level_table(results.bottlenecks, "phi_normalised")),
+        ("Next-token loss (nats/token)", level_table(results.bottlenecks, "nll")),
+        ("Per seed: the published directions", directions_table(results)),
+        ("Range-coded code stream ÷ Σ PHi", coded_table(results)),
+        ("KL of the soft posterior (bits/token), beside PHi", kl_table(results)),
+    ]
+    out = [f"### {title}\n\n{markdown(table)}\n" for title, table in sections if table is not None]
+    return "\n".join(out) + "\n" + seeds_note(results) + "\n"

@@ -8,13 +8,15 @@ the batches an uninterrupted run would have seen, and each process builds only i
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from qphi.evaluation.code_stream import code_stream_observer
-from qphi.evaluation.levels import evaluate_levels
+from qphi.evaluation.codebook_health import CodebookHealth
+from qphi.evaluation.levels import LevelResults, evaluate_levels
 from qphi.models import PHiModel
 from qphi.seeding import mix_seed
 from qphi.tasks import Batch, CharTokenizer, PFALevels, Sample, pack_rows
@@ -24,13 +26,21 @@ from qphi.training.config import RunConfig
 MIN_TAIL = 16  # a row's last document is kept if at least this many tokens fit
 
 
+class Evaluation(Protocol):
+    """A source's evaluation of a model at a step: a typed result written as eval.json, whose
+    `levels` (one dataclass of numbers per level) the metrics log records too."""
+
+    step: int
+    levels: Mapping[str, object]
+    codebook_health: CodebookHealth | None
+
+
 class DataSource(Protocol):
     def batches(self, first_row: int, rows: int) -> Dataset:
         """`dataset[step]`: rows [first_row, first_row + rows) of the global batch of `step`."""
 
-    def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
-        """The run's evaluation summary (written to eval.json): {"levels": {name: {...}},
-        "codebook_health": CodebookHealth.to_dict() of a discrete bottleneck, else None}."""
+    def evaluate(self, model: PHiModel, device: torch.device, step: int) -> Evaluation:
+        """The evaluation of `model` (trained for `step` steps) that eval.json records."""
 
 
 def build_source(config: RunConfig) -> DataSource:
@@ -54,13 +64,17 @@ class PFASource:
     def batches(self, first_row: int, rows: int) -> Dataset:
         return PFABatches(self.config, self.levels, self.tokenizer, first_row, rows)
 
-    def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
+    def evaluate(self, model: PHiModel, device: torch.device, step: int) -> LevelResults:
         observer = code_stream_observer(model.phi.config.stage_sizes)
         evaluation = evaluate_levels(
             model, self.levels, self.tokenizer, self.config.eval, self.config.data.row_length, device, observer
         )
-        health = observer.health_summary().to_dict() if observer else None
-        return {**evaluation.summary(), "codebook_health": health}
+        return LevelResults(
+            step=step,
+            bottleneck=self.config.phi.bottleneck.name,
+            levels=evaluation.summary(),
+            codebook_health=observer.health_summary() if observer else None,
+        )
 
 
 class PFABatches(Dataset):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,12 @@ class MetricsLogger:
                 raise QPhiError("train.wandb=true needs the wandb package: pip install 'qphi[wandb]'") from None
             self.wandb = wandb_module.init(project="qphi", name=run_dir.name, config=config, dir=str(run_dir))
 
-    def log(self, step: int, kind: str, values: dict[str, Any]) -> None:
+    def log(self, step: int, kind: str, values: dict[str, Any] | Any) -> None:
+        """`values`: a mapping or a dataclass of numbers (e.g. a level's evaluation)."""
         if not self.enabled:
             return
+        if is_dataclass(values):
+            values = asdict(values)
         append_jsonl(self.path, {"step": step, "kind": kind, **values})
         scalars = {f"{kind}/{k}": v for k, v in values.items() if isinstance(v, int | float)}
         if self.tb is not None:

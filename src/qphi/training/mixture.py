@@ -16,7 +16,7 @@ starts at the global row index and its draws come from a generator seeded by (se
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from qphi.errors import QPhiError
-from qphi.evaluation.nl_levels import evaluate_nl_levels
+from qphi.evaluation.codebook_health import CodebookHealth
+from qphi.evaluation.nl_levels import NLLevels, evaluate_nl_levels
 from qphi.models import PHiModel
 from qphi.models.pretrained import load_tokenizer
 from qphi.models.splice import IGNORE_INDEX
@@ -144,7 +145,7 @@ class MixtureSource:
     def batches(self, first_row: int, rows: int) -> Dataset:
         return MixtureBatches(self, first_row, rows)
 
-    def evaluate(self, model: PHiModel, device: torch.device) -> dict[str, Any]:
+    def evaluate(self, model: PHiModel, device: torch.device, step: int) -> MixtureEvaluation:
         mix = self.config.data.mixture
         evaluation = evaluate_nl_levels(
             model,
@@ -153,7 +154,16 @@ class MixtureSource:
             max_tokens=mix.eval_max_tokens,
             batch_size=mix.eval_batch_size,
         )
-        return asdict(evaluation)  # the trainer's summary for eval.json and the metrics
+        return MixtureEvaluation(**vars(evaluation), step=step, bottleneck=self.config.phi.bottleneck.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixtureEvaluation(NLLevels):
+    """eval.json of a pretrained-LLM run: PHi and next-token loss per natural-language level and text."""
+
+    step: int
+    bottleneck: str
+    codebook_health: CodebookHealth | None = None  # not measured on these texts
 
 
 def pack_documents(rows: list[list[tuple[_Tokens, MixtureDocument]]], row_length: int, pad_id: int) -> Batch:

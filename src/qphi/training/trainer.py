@@ -33,7 +33,7 @@ from qphi.seeding import mix_seed
 from qphi.tasks import Batch
 from qphi.training import checkpoint, distributed
 from qphi.training.config import RunConfig
-from qphi.training.data import build_source, split_rows, training_loader
+from qphi.training.data import Evaluation, build_source, split_rows, training_loader
 from qphi.training.logger import MetricsLogger
 from qphi.training.run_dir import (
     CONFIG,
@@ -61,7 +61,7 @@ class TrainResult:
     run_dir: Path
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
-    evaluation: dict[str, Any] | None = None
+    evaluation: Evaluation | None = None
     interrupted: bool = False
     is_main: bool = True  # False in the processes of a distributed run that do not write
 
@@ -308,19 +308,19 @@ class Trainer:
         }
 
     # ----------------------------------------------------------- evaluation, saving
-    def _evaluate(self, step: int, logger: MetricsLogger, final: bool = False) -> dict[str, Any] | None:
-        summary = None
+    def _evaluate(self, step: int, logger: MetricsLogger, final: bool = False) -> Evaluation | None:
+        evaluation = None
         if self.ctx.is_main:
-            summary = self.source.evaluate(self.model, self.ctx.device)
-            for name, values in summary["levels"].items():
+            evaluation = self.source.evaluate(self.model, self.ctx.device, step)
+            for name, values in evaluation.levels.items():
                 logger.log(step, f"eval/{name}", values)
-            if summary.get("codebook_health"):
-                logger.log(step, "eval/codebook_health", health_scalars(summary["codebook_health"]))
+            if evaluation.codebook_health is not None:
+                logger.log(step, "eval/codebook_health", health_scalars(evaluation.codebook_health))
             if final:
-                write_json(self.run_dir / EVAL, {"step": step, **summary})
+                write_json(self.run_dir / EVAL, evaluation)
         if self.ctx.enabled:
             torch.distributed.barrier()
-        return summary
+        return evaluation
 
     def _save(self, step: int) -> None:
         # the steps since the last metrics line, so that a resumed run writes the same next line
