@@ -7,15 +7,17 @@ Draws a PFA with the SPEC §4.1 ranges (from --pfa-seed), trains a letter coder 
 (`qphi.experiments.known_source`: a fixed letter embedding through a PHi layer with detached
 targets, the letter read back from h'), and prints in bits per letter, on 256 fresh walks of
 --length letters from the start state: the exact entropy rate of such walks, the source's own
-code length of the evaluated letters, the prior's code length −log2 p(code | context), the PHi
-the layer reports, the range-coded size of the code stream, and the entropy of the letter
-frequencies (what a prior that ignored its context would pay). gap = prior − source code length
+code length of the evaluated letters, PHi = the prior's code length −log2 p(code | context) of the
+codes the layer sends, the KL(q ‖ p) of a Gumbel posterior (the first implementation's PHi; nan for
+deterministic codes), the range-coded size of the code stream, and the entropy of the letter
+frequencies (what a prior that ignored its context would pay). gap = PHi − source code length
 of the same letters: the prior's KL to the source per letter (≥ 0 up to sampling noise).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -45,15 +47,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pfa = random_pfa(torch.Generator().manual_seed(args.pfa_seed))
     print(f"source: {pfa}, walks of {args.length} letters; {args.steps} training steps of 32 walks")
-    header = ("bottleneck", "rate", "source", "prior", "PHi", "coded", "unigram", "gap", "carries", "train s")
+    header = ("bottleneck", "rate", "source", "PHi", "KL", "coded", "unigram", "gap", "carries", "train s")
     print(f"{header[0]:<22}" + "".join(f"{h:>9}" for h in header[1:]))
     for name, phi in BOTTLENECKS.items():
         start = time.perf_counter()
         coder = train_symbol_coder(pfa, phi, args.steps, length=args.length)
         seconds = time.perf_counter() - start
         m = measure_on_source(coder, pfa, length=args.length)
-        values = (m.entropy_rate_bits, m.source_code_length_bits, m.prior_code_length_bits, m.phi_bits, m.coded_bits,
-                  m.unigram_entropy_bits, m.prior_code_length_bits - m.source_code_length_bits)  # fmt: skip
+        kl = math.nan if m.kl_bits is None else m.kl_bits
+        values = (m.entropy_rate_bits, m.source_code_length_bits, m.phi_bits, kl, m.coded_bits,
+                  m.unigram_entropy_bits, m.phi_bits - m.source_code_length_bits)  # fmt: skip
         print(f"{name:<22}" + "".join(f"{v:>9.3f}" for v in values) + f"{m.codes_carry_letters!s:>9}{seconds:>9.1f}")
 
 

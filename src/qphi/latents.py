@@ -1,11 +1,16 @@
-"""The latent distributions that flow from a bottleneck to the prior, and their divergences.
+"""The latent distributions that flow from a bottleneck to the prior, PHi, and the rate terms.
 
-A bottleneck emits a *posterior* q(z_t | h_t); the prior emits p(z_t | z_<t) of the same
-family. PHi_t = D(q ‖ p) per stage:
+A bottleneck emits a *posterior* q(z_t | h_t); the prior emits p(z_t | z_<t). PHi per stage:
 
-* Gaussian (continuous bottleneck): KL(N(μ, σ²) ‖ N(μ_p, σ_p²)), summed over latent dims.
-* Categorical (Gumbel stages): KL(Cat(q) ‖ Cat(p)).
-* Hard codes (VQ, FSQ): q is one-hot, so the KL is the code length −ln p(code).
+* Gaussian (continuous bottleneck): KL(N(μ, σ²) ‖ N(μ_p, σ_p²)), summed over latent dims (the
+  paper's definition).
+* Discrete bottlenecks (SPEC §2.6): the upper layers receive codes c_t, and PHi_t is what it costs
+  to send them under the prior, −ln p(c_t | c_<t) summed over stages — the range-coded size up to
+  the coder's overhead. KL(q ‖ p) of the posterior the codes are drawn from in training is a
+  different quantity (a bits-back rate) and is kept only as the `kl` diagnostic.
+
+The rate term that training minimises is the expected code length of the transmitted code,
+E_q[−ln p(c)] = KL(q ‖ p) + H(q), not the KL alone, which rewards broad, hedging posteriors.
 
 Shapes: Gaussian parameters are (B, T, D); categorical logits are (Q, B, T, K) with Q stages
 (codes a stage does not have carry logit −inf); codes are (Q, B, T) int64.
@@ -97,32 +102,33 @@ class CategoricalParams:
 
 @dataclass(frozen=True)
 class CodeParams:
-    """A deterministic (one-hot) posterior: the chosen code of every stage.
-
-    `relaxed` is an optional soft assignment over the codes (the bottleneck's distance-softmax)
-    whose gradient the code length passes straight through, so that without detached targets the
-    PHi term can move the encoder towards predictable codes (a rate term). It never changes a value.
+    """A discrete posterior: the codes the upper layers receive, and the posterior q = softmax(logits)
+    over each stage's codes (−inf at codes a stage does not have) that they were drawn from in
+    training (at deterministic evaluation they are its mode). KL(q ‖ p) is then the bits-back rate of
+    the training channel: a diagnostic, not PHi.
     """
 
     codes: Tensor  # (Q, B, T) int64
-    num_codes: int  # K of the widest stage
-    relaxed: Tensor | None = None  # (Q, B, T, K), rows summing to 1, 0 at codes a stage lacks
+    logits: Tensor  # (Q, B, T, K)
+
+    def log_probs(self) -> Tensor:
+        return F.log_softmax(self.logits, dim=-1)
 
     def distribution(self) -> Distribution:
-        return Categorical(probs=F.one_hot(self.codes, self.num_codes).float())
+        """The relaxed posterior q̃ as a torch Categorical with batch shape (Q, B, T)."""
+        return Categorical(logits=self.logits)
 
     def detach(self) -> CodeParams:
         return self.scale_gradient(0.0)
 
     def scale_gradient(self, factor: float) -> CodeParams:
-        relaxed = None if self.relaxed is None or factor == 0.0 else scale_gradient(self.relaxed, factor)
-        return CodeParams(self.codes, self.num_codes, relaxed)
+        return CodeParams(self.codes, scale_gradient(self.logits, factor))
 
     def float(self) -> CodeParams:
-        return self
+        return CodeParams(self.codes, self.logits.float())
 
 
-Posterior = GaussianParams | CategoricalParams | CodeParams
+Posterior = GaussianParams | CodeParams
 Prior = GaussianParams | CategoricalParams
 
 
@@ -133,47 +139,55 @@ def gaussian_kl(q: GaussianParams, p: GaussianParams) -> Tensor:
     return 0.5 * (p.logvar - q.logvar + var_ratio + mean_term - 1.0).sum(-1)
 
 
-def categorical_kl(q: CategoricalParams, p: CategoricalParams) -> Tensor:
+def categorical_kl(q: CategoricalParams | CodeParams, p: CategoricalParams) -> Tensor:
     """KL(q ‖ p) over the last dimension, in nats; terms with q = 0 contribute 0. → (Q, B, T)."""
     log_q, log_p = q.log_probs(), p.log_probs()
     return (log_q.exp() * _where_possible(log_q, log_q - log_p)).sum(-1)
 
 
-def code_length(codes: Tensor, p: CategoricalParams, relaxed: Tensor | None = None) -> Tensor:
-    """−ln p(code) per stage, in nats: the ideal length of each code under the prior. → (Q, B, T).
+def code_length(codes: Tensor, p: CategoricalParams) -> Tensor:
+    """−ln p(code) per stage, in nats: the ideal length of each code under the prior. → (Q, B, T)."""
+    return -p.log_probs().gather(-1, codes.unsqueeze(-1)).squeeze(-1)
 
-    With `relaxed` (Q, B, T, K) the value is unchanged and the gradient with respect to `relaxed`
-    is that of Σ_k relaxed_k · (−ln p_k): the straight-through estimator of a one-hot code.
+
+def expected_code_length(q: CodeParams, p: CategoricalParams, entropy_weight: float | Tensor = 1.0) -> Tensor:
+    """The rate of a discrete bottleneck, per stage in nats. → (Q, B, T).
+
+    Its value is the code length −ln p(c) of the transmitted codes (so the loss reports what PHi
+    reports). Its gradient is that of −ln p(c) for the prior, and, for the posterior, that of the
+    expected code length E_q[−ln p] = Σ_k q_k · (−ln p_k) = KL(q ‖ p) + H(q) with p held fixed: for
+    codes drawn from q, the exact gradient of the expected rate with respect to q — the analytic
+    expectation of the score-function (REINFORCE, Williams 1992) estimator, so without its variance;
+    the prior's reaction to q is not differentiated. `entropy_weight` < 1 takes that much of H(q)
+    into the posterior's gradient (0: the bits-back rate KL(q ‖ p); see `DiscreteConfig.entropy_anneal`).
     """
     log_p = p.log_probs()
-    length = -log_p.gather(-1, codes.unsqueeze(-1)).squeeze(-1)
-    if relaxed is None:
-        return length
     finite_log_p = log_p.detach().masked_fill(log_p == -torch.inf, 0.0)
-    return length - ((relaxed - relaxed.detach()) * finite_log_p).sum(-1)
+    log_q = q.log_probs()
+    q_soft = log_q.exp()
+    entropy = -(q_soft * _where_possible(log_q, log_q)).sum(-1)
+    surrogate = -(q_soft * finite_log_p).sum(-1) - (1.0 - entropy_weight) * entropy
+    return code_length(q.codes, p) + surrogate - surrogate.detach()
 
 
 def divergence(q: Posterior, p: Prior) -> Tensor:
-    """PHi per stage: D(q ‖ p) in nats, shape (Q, B, T) (Q = 1 for the Gaussian)."""
+    """PHi per stage in nats, shape (Q, B, T) (Q = 1 for the Gaussian): the Gaussian KL, or the code
+    length of the transmitted codes."""
     if isinstance(q, GaussianParams) and isinstance(p, GaussianParams):
         return gaussian_kl(q, p).unsqueeze(0)
-    if isinstance(q, CategoricalParams) and isinstance(p, CategoricalParams):
-        return categorical_kl(q, p)
     if isinstance(q, CodeParams) and isinstance(p, CategoricalParams):
-        return code_length(q.codes, p, q.relaxed)
+        return code_length(q.codes, p)
     raise TypeError(f"no divergence between a {type(q).__name__} posterior and a {type(p).__name__} prior")
 
 
-def kl_to_standard(q: Posterior) -> Tensor | None:
-    """KL of the posterior to N(0, I) or to Uniform(K) (per stage, (Q, B, T)); None for hard codes."""
+def kl_to_standard(q: Posterior) -> Tensor:
+    """KL of the posterior to N(0, I) or to Uniform(K) (per stage, (Q, B, T))."""
     if isinstance(q, GaussianParams):
         return (0.5 * (q.mean.pow(2) + q.logvar.exp() - 1.0 - q.logvar).sum(-1)).unsqueeze(0)
-    if isinstance(q, CategoricalParams):
-        log_q = q.log_probs()
-        num_codes = torch.isfinite(q.logits).sum(-1).clamp_min(1)
-        entropy = -(log_q.exp() * _where_possible(log_q, log_q)).sum(-1)
-        return torch.log(num_codes.to(log_q.dtype)) - entropy
-    return None
+    log_q = q.log_probs()
+    num_codes = torch.isfinite(q.logits).sum(-1).clamp_min(1)
+    entropy = -(log_q.exp() * _where_possible(log_q, log_q)).sum(-1)
+    return torch.log(num_codes.to(log_q.dtype)) - entropy
 
 
 def _where_possible(log_q: Tensor, values: Tensor) -> Tensor:

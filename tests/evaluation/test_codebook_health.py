@@ -111,7 +111,7 @@ def test_health_of_a_phi_layer_output_round_trips_through_json(tmp_path):
     health = accumulator.compute()
     for s, stage in enumerate(health.stages):
         assert sum(stage.counts) == int(mask.sum())
-        expected = float(out.code_length[s][mask].double().mean())
+        expected = float(out.phi_per_stage[s][mask].double().mean())
         assert stage.code_length_nats == pytest.approx(expected, rel=1e-5)
     write_json(tmp_path / "health.json", health)
     data = json.loads((tmp_path / "health.json").read_text())

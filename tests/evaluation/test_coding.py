@@ -19,7 +19,6 @@ from qphi.evaluation import (
     decode_with_prior,
     encode,
     measure_coding,
-    posterior_code_lengths,
     prior_log_probs,
 )
 from qphi.phi import PHiConfig, PHiLayer
@@ -190,45 +189,32 @@ def test_decode_with_prior_really_uses_the_prior():
         assert not torch.equal(decode_with_prior(stream, untrained.prior, STEPS), codes)
 
 
-def test_measure_coding_matches_the_layers_code_lengths():
-    layer = make_layer("residual", 15)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_the_reported_phi_is_what_the_range_coder_pays_for_the_sent_codes(name, training):
+    """Σ PHi bits of each sequence = Σ −log2 p(sent code), and the coded stream decodes to those codes."""
+    layer = make_layer(name, 15).train(training)
     h, mask, document_ids = padded_batch()
+    torch.manual_seed(0)
     with torch.no_grad():
         out = layer(h, mask, document_ids)
-    report = measure_coding(out.codes, out.prior_params.log_probs(), out.mask)
-    expected_bits = out.code_length.double().sum((0, 2)).numpy() / LN2
-    np.testing.assert_allclose(report.ideal_bits, expected_bits, rtol=1e-5)
-    assert report.num_codes.tolist() == (3 * mask.sum(1)).tolist()
+    layer.eval()
+    report = measure_coding(out.codes, out.prior_params.log_probs(), out.mask)  # decodes and checks each stream
+    np.testing.assert_allclose(report.ideal_bits, out.phi_bits.double().sum(1).numpy(), rtol=1e-6)
+    assert report.num_codes.tolist() == (len(layer.config.stage_sizes) * mask.sum(1)).tolist()
     assert np.all(report.coded_bits % 32 == 0)
     assert np.all(report.coded_bits <= 1.01 * report.ideal_bits + 64)
-    np.testing.assert_allclose(report.ratio, report.coded_bits / expected_bits, rtol=1e-5)
+    np.testing.assert_allclose(report.ratio, report.coded_bits / report.ideal_bits, rtol=1e-5)
     assert report.to_dict()["total_coded_bits"] == int(report.coded_bits.sum())
 
 
-def test_posterior_code_lengths_of_a_soft_posterior():
+def test_the_kl_diagnostic_is_the_bits_back_rate_not_the_code_length():
     layer = make_layer("gumbel", 15)
     h, mask, _ = padded_batch()
     with torch.no_grad():
         out = layer(h, mask)
-    lengths = posterior_code_lengths(out)
-    q, p = out.posterior_params.distribution(), out.prior_params.distribution()
-    weights = mask.double()
-    masked_mean = lambda x: float((x[0].double() * weights).sum() / weights.sum())  # noqa: E731
-    assert lengths.phi_nats[0] == pytest.approx(masked_mean(kl_divergence(q, p)), rel=1e-5)
-    assert lengths.posterior_entropy_nats[0] == pytest.approx(masked_mean(q.entropy()), rel=1e-5)
-    assert lengths.phi_nats[0] == pytest.approx(
-        lengths.cross_entropy_nats[0] - lengths.posterior_entropy_nats[0], abs=1e-5
-    )
-    argmax = out.posterior_params.logits.argmax(-1)
-    assert lengths.code_length_nats[0] == pytest.approx(masked_mean(-p.log_prob(argmax)), rel=1e-5)
-    assert lengths.posterior_entropy_nats[0] > 0.01  # soft: KL and code length really differ
-    assert lengths.to_dict()["phi_bits"][0] == pytest.approx(lengths.phi_nats[0] / LN2)
-
-
-def test_posterior_code_lengths_of_hard_codes_coincide():
-    layer = make_layer("vq", 15)
-    h, mask, _ = padded_batch()
-    with torch.no_grad():
-        lengths = posterior_code_lengths(layer(h, mask))
-    assert lengths.phi_nats == lengths.code_length_nats == lengths.cross_entropy_nats
-    assert lengths.posterior_entropy_nats == (0.0,)
+    q, p = out.posterior, out.prior
+    cross_entropy = -(q.probs * p.logits).sum(-1)  # E_q[−ln p]
+    torch.testing.assert_close(out.kl_per_stage[:, mask], (cross_entropy - q.entropy())[:, mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.kl_per_stage, kl_divergence(q, p).masked_fill(~mask, 0.0), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out.kl_per_stage[:, mask], out.phi_per_stage[:, mask], rtol=0.01)

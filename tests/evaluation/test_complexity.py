@@ -28,7 +28,7 @@ def evaluation(phi: np.ndarray, nll: np.ndarray, dl: np.ndarray, tokens_per_bloc
         phi=phi[block],
         nll=nll[block],
         phi_per_stage=phi[block][None],
-        code_length=None,
+        kl=None,
         codes=None,
     )
     return LevelEvaluation(tokens, blocks)

@@ -41,4 +41,6 @@ def test_only_characters_with_a_next_token_are_evaluated():
         weights = np.array([b.n_tokens for b in members])
         assert summary.nll_mean == pytest.approx(np.average([b.nll_mean for b in members], weights=weights))
         assert math.isclose(summary.phi_bits_mean, summary.phi_mean / math.log(2))
-        assert summary.n_blocks == len(members) and summary.kl_bits_mean is None
+        assert summary.n_blocks == len(members)
+        sel = tokens.level == next(k for k, v in LEVEL_KEYS.items() if v == level)
+        assert summary.kl_bits_mean == pytest.approx(tokens.kl[:, sel].sum(0).mean() / math.log(2), rel=1e-5)

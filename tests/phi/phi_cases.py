@@ -25,7 +25,6 @@ CASES: dict[str, dict] = {
     "fsq_joint": {"bottleneck": "fsq", "fsq_levels": [4, 3, 5], "fsq_prior": "joint"},
 }
 DISCRETE = [name for name in CASES if name != "continuous"]
-HARD_CODES = ["vq", "residual_vq", "fsq", "fsq_joint"]  # one-hot posteriors: PHi is a code length
 
 
 def make_config(case: str, **overrides) -> PHiConfig:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from phi_cases import D_MODEL, make_config, make_layer, random_h
+from phi_cases import D_MODEL, DISCRETE, make_config, make_layer, random_h
 
+from qphi.bottlenecks.base import cosine_anneal
 from qphi.bottlenecks.fsq import bound
 
 B, T = 3, 6
@@ -67,25 +68,40 @@ def test_gumbel_training_draws_one_codebook_vector_per_stage(case):
 
 
 @pytest.mark.parametrize("case", ["vq", "residual_vq"])
-@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-def test_vq_snaps_each_residual_to_its_nearest_codebook_vector(case, training):
+def test_vq_evaluation_snaps_each_residual_to_its_nearest_codebook_vector(case):
     bottleneck = make_layer(case, vq={"codebook_update": "gradient"}).bottleneck.eval()
     h, mask = random_h(B, T), torch.ones(B, T, dtype=torch.bool)
     torch.manual_seed(0)
     with torch.no_grad():
         bottleneck(h, mask)  # k-means initialisation
-        # a training pass may revive dead codes after quantizing: compare with the codebooks it used
         codebooks = [stage.vq.codebook.clone() for stage in bottleneck.stages]
-        out = bottleneck.train(training)(h, mask)
+        out = bottleneck(h, mask)
         residual = bottleneck.encode(h)
     z = torch.zeros_like(residual)
+    tau = bottleneck.temperature
     for s, codebook in enumerate(codebooks):
-        code = torch.cdist(residual, codebook.expand(B, *codebook.shape)).argmin(-1)
+        distances = torch.cdist(residual, codebook.expand(B, *codebook.shape)).pow(2)  # (B, T, K)
+        code = distances.argmin(-1)
         assert torch.equal(out.codes[s], code)
+        # the posterior: softmax of the standardised negative squared distances over τ
+        standardised = (distances.mean(-1, keepdim=True) - distances) / distances.std(-1, keepdim=True)
+        torch.testing.assert_close(out.posterior.logits[s], standardised / tau, rtol=1e-4, atol=1e-4)
         residual = residual - codebook[code]
         z = z + codebook[code]
     torch.testing.assert_close(out.z, z, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.h, bottleneck.decode(out.z))
+
+
+def test_vq_training_sends_drawn_codes_with_their_codebook_vectors():
+    bottleneck = make_layer("vq", vq={"codebook_update": "gradient"}).bottleneck
+    h, mask = random_h(B, T), torch.ones(B, T, dtype=torch.bool)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        bottleneck.eval()(h, mask)  # k-means initialisation
+        codebook = bottleneck.stages[0].vq.codebook.clone()
+        out = bottleneck.train()(h, mask)
+    torch.testing.assert_close(out.z, codebook[out.codes[0]], rtol=1e-5, atol=1e-5)
+    assert not torch.equal(out.codes, out.posterior.logits.argmax(-1))  # drawn, not always the nearest
 
 
 @pytest.mark.parametrize("kind", ["tanh", "ifsq"])
@@ -125,12 +141,39 @@ def test_fsq_gradient_passes_straight_through_the_rounding():
     torch.testing.assert_close(h.grad, expected)
 
 
-@pytest.mark.parametrize("case", ["vq", "residual_vq", "fsq", "fsq_joint"])
-def test_hard_code_posteriors_are_one_hot_at_the_chosen_codes(case):
-    _, _, out = run(case)
-    assert torch.equal(out.posterior.codes, out.codes)
-    probs = out.posterior.distribution().probs
-    assert torch.equal(probs.argmax(-1), out.codes) and torch.equal(probs.sum(-1), torch.ones_like(probs[..., 0]))
+def test_fsq_posterior_measures_distances_in_bin_widths():
+    bottleneck, h, out = run("fsq")
+    bounded = bound(bottleneck.encode(h), "tanh")
+    tau = bottleneck.temperature
+    for d, levels in enumerate([4, 3, 5]):
+        centres = (2 * torch.arange(levels) + 1) / levels - 1
+        expected = -((bounded[..., d : d + 1] - centres) / (2 / levels)).pow(2) / tau  # (B, T, L)
+        torch.testing.assert_close(out.posterior.logits[d, ..., :levels], expected, rtol=1e-5, atol=1e-5)
+        assert (out.posterior.logits[d, ..., levels:] == -torch.inf).all()  # levels this dimension lacks
+    # the joint posterior's logit of a code is the sum of its digits' logits
+    _, _, joint = run("fsq_joint")
+    digits = torch.cartesian_prod(torch.arange(5), torch.arange(3), torch.arange(4)).flip(-1)  # mixed radix order
+    summed = sum(out.posterior.logits[d][..., digits[:, d]] for d in range(3))
+    torch.testing.assert_close(
+        torch.log_softmax(joint.posterior.logits[0], -1), torch.log_softmax(summed, -1), rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("case", DISCRETE)
+def test_training_draws_each_code_from_the_posterior(case):
+    """One input repeated 6000 times: the sent codes' frequencies are the posterior's probabilities."""
+    layer = make_layer(case, vq={"codebook_update": "gradient"}) if "vq" in case else make_layer(case)
+    bottleneck = layer.bottleneck
+    h = random_h(1, 1).expand(6000, 1, D_MODEL)
+    mask = torch.ones(6000, 1, dtype=torch.bool)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        bottleneck.eval()(h[:64], mask[:64])  # VQ: k-means initialisation before the draws
+        out = bottleneck.train()(h, mask)
+    probs = out.posterior.log_probs()[0, 0, 0].exp()  # stage 0 of the one input
+    frequencies = torch.bincount(out.codes[0, :, 0], minlength=probs.shape[-1]).double() / 6000
+    assert (frequencies - probs).abs().max() < 0.025
+    assert probs.max() < 0.98  # a real draw, not a near-certain code
 
 
 def test_gumbel_straight_through_gradient_reaches_the_logits():
@@ -142,14 +185,15 @@ def test_gumbel_straight_through_gradient_reaches_the_logits():
     assert bottleneck.stages[0].codebook.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("case", ["vq", "residual_vq", "fsq", "fsq_joint"])
-def test_hard_code_relaxation_is_a_distribution_peaked_at_the_chosen_code(case):
-    _, _, out = run(case, randomized=False)
-    relaxed = out.posterior.relaxed
-    sizes = make_config(case).stage_sizes
-    assert relaxed.shape == (len(sizes), B, T, max(sizes))
-    torch.testing.assert_close(relaxed.sum(-1), torch.ones_like(relaxed[..., 0]))
-    for s, k in enumerate(sizes):
-        assert (relaxed[s, ..., k:] == 0).all()  # codes this stage does not have
-    assert torch.equal(relaxed.argmax(-1), out.codes)
-    assert (relaxed.amax(-1) < 1).any()  # soft, not one-hot
+@pytest.mark.parametrize("case", DISCRETE)
+def test_the_temperature_follows_its_schedule_and_travels_with_the_weights(case):
+    config = make_config(case).bottleneck
+    bottleneck = make_layer(case).bottleneck
+    assert bottleneck.temperature == pytest.approx(config.tau_start)
+    bottleneck.set_progress(0.5)
+    assert bottleneck.temperature == pytest.approx(cosine_anneal(config.tau_start, config.tau_end, 0.5))
+    bottleneck.set_progress(1.0)
+    assert bottleneck.temperature == pytest.approx(config.tau_end)
+    loaded = make_layer(case, seed=1).bottleneck
+    loaded.load_state_dict(bottleneck.state_dict())
+    assert loaded.temperature == pytest.approx(config.tau_end)  # a loaded model evaluates where training ended

@@ -26,11 +26,11 @@ INVALID = [
         "",
         "an option of the gumbel, vq and residual bottlenecks, not of fsq",
     ),
-    ({"bottleneck": "continuous", "tau_end": 0.5}, "", "an option of the gumbel and residual bottlenecks"),
+    ({"bottleneck": "continuous", "gumbel_logit_init": 2.0}, "", "an option of the gumbel and residual bottlenecks"),
     ({"bottleneck": "gumbel", "vq": {"ema_decay": 0.9}}, "", "an option of the vq and residual bottlenecks"),
     ({"bottleneck": "residual", "vq": {"ema_decay": 0.9}}, "bottleneck", "not an option of gumbel stages"),
-    ({"bottleneck": "residual", "residual_quantizer": "vq", "tau_end": 0.5}, "bottleneck", "not an option of vq"),
-    ({"bottleneck": {"name": "vq", "tau_end": 0.5}}, "tau_end", "Extra inputs"),
+    ({"bottleneck": "residual", "residual_quantizer": "vq", "rate": "kl"}, "bottleneck", "not an option of vq"),
+    ({"bottleneck": {"name": "vq", "gumbel_logit_init": 2.0}}, "gumbel_logit_init", "Extra inputs"),
 ]
 
 

@@ -31,6 +31,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from training.runs import tiny_config, tiny_overrides
 
+from qphi.bottlenecks.registry import discrete_names
 from qphi.cli.main import main
 from qphi.training import train
 
@@ -535,7 +536,7 @@ def sweep_a_codebook_of_one_code(i: Inputs) -> list[str]:
     return ["sweep", "--out", str(i.tmp / "out"), "--bottleneck", "vq", "--sizes", "1"]
 
 
-@case("argument --bottleneck: invalid choice: 'continuous'", "(choose from 'gumbel', 'vq', 'residual', 'fsq')")
+@case("argument --bottleneck: invalid choice: 'continuous'", f"(choose from {', '.join(map(repr, discrete_names()))})")
 def sweep_a_continuous_bottleneck(i: Inputs) -> list[str]:
     return ["sweep", "--out", str(i.tmp / "out"), "--bottleneck", "continuous", "--sizes", "8"]
 

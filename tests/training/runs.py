@@ -34,7 +34,7 @@ TINY = (
     "train.checkpoint_every=2",
     "train.tensorboard=false",
     "optim.warmup_steps=2",
-    "train.rate_warmup_steps=2",
+    "phi.loss.rate_warmup=0.4",
     "eval.samples_per_level=2",
     "eval.batch_size=4",
 )

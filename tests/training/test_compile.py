@@ -1,5 +1,5 @@
 """train.compile=true: the compiled model trains like the eager one and compiles once, not once
-per step — the temperature and rate warm-up change every step, and the VQ library's codebook
+per step — the temperature, the rate warm-up, the entropy anneal and the self-critic fade change every step, and the VQ library's codebook
 upkeep branches on data (traced, it recompiled every step on the `cpu` preset and broke
 inductor at the `paper` shape)."""
 
@@ -40,10 +40,12 @@ def compiled_graphs(run_dir, steps: int, bottleneck: str) -> int:
 def test_compiled_training_matches_eager_and_compiles_once(tmp_path, bottleneck):
     eager = tmp_path / "eager"
     train(tiny_config(f"phi.bottleneck={bottleneck}", REVIVAL, "train.steps=3"), eager, evaluate=False)
-    short = compiled_graphs(tmp_path / "compiled-3", 3, bottleneck)
-    long = compiled_graphs(tmp_path / "compiled-8", 8, bottleneck)
+    # 10 steps pass every combination of the schedules' branches (rate warm-up 0 / partial / full,
+    # self-critic on / faded), each compiled once; twice the steps must add no graph
+    short = compiled_graphs(tmp_path / "compiled-10", 10, bottleneck)
+    long = compiled_graphs(tmp_path / "compiled-20", 20, bottleneck)
     assert short > 0
-    assert long == short, f"{long - short} more graphs over 5 more steps: the model recompiles as it trains"
-    first_eager, first_compiled = metric_records(eager)[0], metric_records(tmp_path / "compiled-3")[0]
+    assert long == short, f"{long - short} more graphs over 10 more steps: the model recompiles as it trains"
+    first_eager, first_compiled = metric_records(eager)[0], metric_records(tmp_path / "compiled-10")[0]
     for key in ("loss", "nll", "phi"):
         assert first_compiled[key] == pytest.approx(first_eager[key], rel=1e-4), key

@@ -2,7 +2,7 @@
 
 h → e = W_in h → Q stages, stage s quantizing what stages < s left over → z = Σ_s z⁽ˢ⁾ → h' = W_out z.
 A plain Gumbel or VQ bottleneck is a stack of one stage; residual quantization stacks Q. Each
-stage emits its codes, its latent vectors and — for a categorical stage — its posterior logits.
+stage emits its codes, its code vectors and the logits of its relaxed posterior over its K codes.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pydantic import Field
 from torch import Tensor, nn
 from typing_extensions import Self
 
-from qphi.bottlenecks.base import Bottleneck, BottleneckConfig, BottleneckOutput, distance_scores
+from qphi.bottlenecks.base import BottleneckOutput, DiscreteBottleneck, DiscreteConfig
 from qphi.errors import QPhiError
-from qphi.latents import CategoricalParams, CodeParams, LatentShape
+from qphi.latents import CategoricalParams, CodeParams, LatentShape, Posterior, Prior, categorical_kl
 
 
-class CodebookConfig(BottleneckConfig):
+class CodebookConfig(DiscreteConfig):
     """Options shared by the bottlenecks that learn codebooks of K vectors per stage."""
 
     codebook_size: int = Field(64, ge=2, description="K, codes per stage")
@@ -45,78 +45,53 @@ class CodebookConfig(BottleneckConfig):
 
 @dataclass
 class StageOutput:
-    z: Tensor  # (B, T, D)
+    z: Tensor  # (B, T, D) code vectors (with their straight-through gradient)
     codes: Tensor  # (B, T) int64
-    logits: Tensor | None  # (B, T, K) posterior logits of a categorical stage, None for hard VQ
-    commitment: Tensor | None
-    relaxed: Tensor | None = None  # (B, T, K) distance-softmax of a hard VQ stage (see CodeParams)
+    logits: Tensor  # (B, T, K) posterior logits, already divided by the temperature
+    commitment: Tensor | None = None
 
 
 class CodebookStage(nn.Module, ABC):
     """One quantizer stage: the residual r (B, T, D) → its codes and code vectors."""
 
-    critic_temperature: float = 1.0  # of the distance-softmax that scores hard codes for the self-critic
-
     @abstractmethod
-    def forward(self, r: Tensor, mask: Tensor, sample: bool) -> StageOutput: ...
-
-    def set_progress(self, fraction: float) -> None:
-        """Follow the training schedule (see `Bottleneck.set_progress`)."""
-
-    @property
-    def temperature(self) -> float | None:
-        return None
+    def forward(self, r: Tensor, mask: Tensor, sample: bool, tau: Tensor) -> StageOutput: ...
 
 
-class CodebookStack(Bottleneck):
-    """Stages on successive residuals of the encoded input (see the module docstring)."""
+class CodebookStack(DiscreteBottleneck):
+    """Stages on successive residuals of the encoded input (see the module docstring).
 
-    def __init__(self, d_model: int, code_dim: int, stages: list[CodebookStage]):
-        super().__init__()
+    `kl_rate` trains KL(q ‖ p) instead of the expected code length: the first implementation's rate,
+    kept for the ablation (it rewards broad posteriors, SPEC §2.6)."""
+
+    def __init__(
+        self, config: DiscreteConfig, d_model: int, code_dim: int, stages: list[CodebookStage], kl_rate: bool = False
+    ):
+        super().__init__(config)
         self.encode = nn.Linear(d_model, code_dim)
         self.decode = nn.Linear(code_dim, d_model)
         self.stages = nn.ModuleList(stages)
-        self.num_codes = max(s.num_codes for s in stages)
-
-    def set_progress(self, fraction: float) -> None:
-        for stage in self.stages:
-            stage.set_progress(fraction)
-
-    @property
-    def temperature(self) -> float | None:
-        return self.stages[0].temperature
+        self.kl_rate = kl_rate
 
     def forward(self, h: Tensor, mask: Tensor, sample: bool | None = None) -> BottleneckOutput:
         sample = self.training if sample is None else sample
-        encoded = self.encode(h)
-        residual, z = encoded, torch.zeros_like(encoded)
+        tau = self.tau()
+        residual = self.encode(h)
+        z = torch.zeros_like(residual)
         outs = []
         for stage in self.stages:
-            out = stage(residual, mask, sample)
+            out = stage(residual, mask, sample, tau)
             residual = residual - out.z.detach()
             z = z + out.z
             outs.append(out)
         codes = torch.stack([o.codes for o in outs])
-        if all(o.logits is not None for o in outs):
-            posterior = CategoricalParams(torch.stack([o.logits for o in outs]))
-        else:
-            posterior = CodeParams(codes, self.num_codes, torch.stack([o.relaxed for o in outs]))
+        posterior = CodeParams(codes, torch.stack([o.logits for o in outs]))
         commitments = [o.commitment for o in outs if o.commitment is not None]
         aux = {"commitment": torch.stack(commitments).sum()} if commitments and self.training else {}
-        return BottleneckOutput(
-            h=self.decode(z), z=z, posterior=posterior, codes=codes, aux_losses=aux, critic_features=(encoded,)
-        )
+        return BottleneckOutput(h=self.decode(z), z=z, posterior=posterior, codes=codes, aux_losses=aux)
 
-    def critic_scores(self, out: BottleneckOutput) -> Tensor:
-        if isinstance(out.posterior, CategoricalParams):
-            return categorical_scores(out.posterior, out.codes)
-        (encoded,) = out.critic_features
-        return distance_scores(encoded, out.z, self.stages[0].critic_temperature)
-
-
-def categorical_scores(posterior: CategoricalParams, codes: Tensor) -> Tensor:
-    """Σ_s ln q_i⁽ˢ⁾(c_j⁽ˢ⁾): item i's log-probability of item j's codes. → (B, B, T)."""
-    log_q = posterior.log_probs()  # (Q, B, T, K)
-    q_stages, batch, steps = codes.shape
-    index = codes.permute(0, 2, 1).unsqueeze(1).expand(q_stages, batch, steps, batch)  # [s, i, t, j] = c_j
-    return log_q.gather(-1, index).sum(0).permute(0, 2, 1)
+    def rate(self, q: Posterior, p: Prior) -> Tensor:
+        if self.kl_rate:
+            assert isinstance(q, CodeParams) and isinstance(p, CategoricalParams)
+            return categorical_kl(q, p)
+        return super().rate(q, p)

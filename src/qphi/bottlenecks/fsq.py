@@ -3,6 +3,11 @@
 The implicit codebook is the product of the levels, so there are no codebook parameters and
 nothing can collapse. Each dimension is cut into L equal-width bins of the bounded range
 (−1, 1) and represented by the bin centre; gradients pass straight through the rounding.
+
+The posterior of a dimension is the softmax over its levels of −((b − centre) / w)² / τ, w the
+bin width: distances on the scale of the bins, so τ = 1 spreads a value over its neighbouring
+levels whatever the number of levels. Its mode is the bin b falls in; in training a level is
+drawn from it (from the joint posterior over all Π L codes with the joint prior).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 from typing_extensions import Self
 
-from qphi.bottlenecks.base import Bottleneck, BottleneckConfig, BottleneckOutput, distance_logits, distance_scores
+from qphi.bottlenecks.base import BottleneckOutput, DiscreteBottleneck, DiscreteConfig, distance_logits, draw
 from qphi.bottlenecks.registry import register
 from qphi.errors import QPhiError
 from qphi.latents import CodeParams, LatentShape
@@ -24,21 +29,18 @@ MAX_LEVEL = 8  # the sweep adds dimensions until no level needs more than about 
 
 
 @register
-class FSQConfig(BottleneckConfig):
+class FSQConfig(DiscreteConfig):
     name: Literal["fsq"] = "fsq"
     title: ClassVar[str] = "FSQ"
     table_order: ClassVar[int] = 4
+    tau_start: float = Field(0.6, gt=0, description="temperature of the posterior at the start of training")
+    tau_end: float = Field(0.05, gt=0, description="... and at the end (cosine anneal)")
+    entropy_anneal: tuple[float, float] | None = None  # the fixed grid merges unneeded inputs without it (measured)
     fsq_levels: list[int] = Field(default_factory=lambda: [8, 5, 5, 5], description="levels per dimension")
     fsq_bound: Literal["tanh", "ifsq"] = "tanh"
     fsq_prior: Literal["factorised", "joint"] = Field(
         "factorised",
         description="factorised: one categorical per FSQ dimension, coarse-to-fine; joint: one over all codes",
-    )
-    critic_temperature: float = Field(
-        1.0,
-        gt=0,
-        description="temperature of the soft (distance-softmax) posterior of the codes, used by the "
-        "self-critic and by the straight-through rate gradient of the PHi term (without detached targets)",
     )
 
     @field_validator("fsq_levels")
@@ -94,11 +96,10 @@ def bound(x: Tensor, kind: str) -> Tensor:
     return torch.tanh(x) if kind == "tanh" else 2.0 * torch.sigmoid(1.6 * x) - 1.0
 
 
-class FSQBottleneck(Bottleneck):
+class FSQBottleneck(DiscreteBottleneck):
     def __init__(self, config: FSQConfig, d_model: int):
-        super().__init__()
+        super().__init__(config)
         self.config = config
-        self.num_codes = max(config.stage_sizes)
         levels = torch.tensor(config.fsq_levels, dtype=torch.long)
         self.register_buffer("levels", levels, persistent=False)
         radix = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), 0)
@@ -116,26 +117,25 @@ class FSQBottleneck(Bottleneck):
         sample = self.training if sample is None else sample
         bounded = bound(self.encode(h), self.config.fsq_bound)
         levels = self.levels.to(bounded.dtype)
-        index = torch.floor((bounded + 1.0) * 0.5 * levels).clamp(min=0).minimum(self.levels - 1).long()
+        logits = self._logits(bounded, levels)
+        joint = self.config.fsq_prior == "joint"
+        if sample:
+            codes = draw(logits)  # (Q, B, T)
+            index = codes[0].unsqueeze(-1) // self.radix % self.levels if joint else codes.permute(1, 2, 0)
+        else:
+            index = torch.floor((bounded + 1.0) * 0.5 * levels).clamp(min=0).minimum(self.levels - 1).long()
+            per_dim = index.permute(2, 0, 1)  # (n_dims, B, T)
+            codes = (per_dim * self.radix.view(-1, 1, 1)).sum(0, keepdim=True) if joint else per_dim
         centre = (2.0 * index + 1.0) / levels - 1.0
         z = bounded + (centre - bounded).detach()
-        per_dim = index.permute(2, 0, 1)  # (n_dims, B, T)
-        if self.config.fsq_prior == "factorised":
-            codes = per_dim
-        else:
-            codes = (per_dim * self.radix.view(-1, 1, 1)).sum(0, keepdim=True)
-        posterior = CodeParams(codes, self.num_codes, self._relaxed(bounded))
-        return BottleneckOutput(h=self.decode(z), z=z, posterior=posterior, codes=codes, critic_features=(bounded,))
+        return BottleneckOutput(h=self.decode(z), z=z, posterior=CodeParams(codes, logits), codes=codes)
 
-    def _relaxed(self, bounded: Tensor) -> Tensor:
-        """The distance-softmax q(k) ∝ exp(−‖b − centre_k‖² / τ) over the codes of each prior factor
-        (one per dimension, or all at once for the joint prior). (B, T, n_dims) → (Q, B, T, K)."""
-        tau = self.config.critic_temperature
+    def _logits(self, bounded: Tensor, levels: Tensor) -> Tensor:
+        """−Σ ((b − centre) / w)² / τ over the codes of each prior factor (one per dimension, or all
+        dimensions at once for the joint prior), w = 2 / L the bin width. (B, T, n_dims) → (Q, B, T, K)."""
+        scaled = bounded * levels / 2.0  # in bin widths
+        tau = self.tau()
         if self.config.fsq_prior == "joint":
-            return torch.softmax(distance_logits(bounded, self.codebook, tau), dim=-1).unsqueeze(0)
-        logits = -(bounded.unsqueeze(-1) - self.centres).pow(2) / tau  # (B, T, n_dims, max L)
-        return torch.softmax(logits.masked_fill(~self.valid_levels, -torch.inf), dim=-1).permute(2, 0, 1, 3)
-
-    def critic_scores(self, out: BottleneckOutput) -> Tensor:
-        (bounded,) = out.critic_features
-        return distance_scores(bounded, out.z, self.config.critic_temperature)
+            return (distance_logits(scaled, self.codebook * levels / 2.0) / tau).unsqueeze(0)
+        logits = -(scaled.unsqueeze(-1) - self.centres * levels.unsqueeze(-1) / 2.0).pow(2) / tau  # (B, T, n_dims, L)
+        return logits.masked_fill(~self.valid_levels, -torch.inf).permute(2, 0, 1, 3)

@@ -9,12 +9,10 @@ from qphi.evaluation.codebook_health import (
 from qphi.evaluation.coding import (
     CodingReport,
     EncodedStream,
-    PosteriorCodeLengths,
     decode,
     decode_with_prior,
     encode,
     measure_coding,
-    posterior_code_lengths,
     prior_log_probs,
 )
 
@@ -23,13 +21,11 @@ __all__ = [
     "CodebookHealthAccumulator",
     "CodingReport",
     "EncodedStream",
-    "PosteriorCodeLengths",
     "StageHealth",
     "codebook_health",
     "decode",
     "decode_with_prior",
     "encode",
     "measure_coding",
-    "posterior_code_lengths",
     "prior_log_probs",
 ]

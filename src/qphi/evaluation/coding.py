@@ -15,18 +15,14 @@ float-underflowed) probability still encodes, for at most ~24 bits. Codes whose 
 is −inf (codes a stage does not have) are refused at encoding; their slots keep the one-unit
 floor, which costs at most K·2⁻²⁴ of the mass (≈ K·1e-7 bits per code).
 
-Soft posteriors. A Gumbel posterior q is not one-hot, and then three numbers differ:
-
-* PHi = KL(q ‖ p) — what the PHi layer reports (`out.phi_per_stage`);
-* the code length of the argmax code stream, −ln p(argmax q) (`out.code_length`): what a
-  real coder pays for the codes the upper layers see at deterministic evaluation;
-* the cross-entropy CE(q, p) = E_{z~q}[−ln p(z)], the expected code length of a sample.
-
-KL(q ‖ p) = CE(q, p) − H(q): with bits-back coding a sample costs CE and H(q) bits come
-back, so KL ≤ CE. The argmax code length is bounded by neither: it is below KL when q hedges
-between a likely and an unlikely code, above it when q's mode is a code p finds unlikely.
-For one-hot q (VQ, FSQ, argmax Gumbel at τ → 0) all three coincide; `posterior_code_lengths`
-reports them side by side.
+What the PHi of a discrete layer is. The upper layers receive codes c_t (sampled from a Gumbel
+posterior in training, its argmax at deterministic evaluation, the nearest code for VQ, FSQ and LFQ),
+and the layer reports PHi_t = −ln p(c_t | c_<t): exactly what this coder pays per code, up to its
+overhead. A Gumbel posterior q also has KL(q ‖ p) = CE(q, p) − H(q), the rate of bits-back coding
+a *sample* of q; it is reported beside PHi as a diagnostic (`out.kl_per_stage`), never as PHi.
+It is not the code length of the argmax stream whatever the temperature: q, and so its KL, are
+what the posterior's logits make them, and a broad q near the prior has a small KL while its argmax
+is decided by noise and costs about ln K.
 """
 
 from __future__ import annotations
@@ -43,8 +39,6 @@ import torch
 from torch import Tensor
 
 from qphi.errors import QPhiError
-from qphi.latents import CategoricalParams, CodeParams
-from qphi.phi.layer import PHiOutput
 from qphi.prior.attention import SequenceLayout
 from qphi.prior.prior import AutoregressivePrior
 
@@ -259,53 +253,6 @@ def measure_coding(codes: Tensor, log_probs: Tensor, mask: Tensor | None = None,
                 raise RuntimeError(f"range-coding round trip failed for sequence {b}")
         coded[b], ideal[b], count[b] = stream.num_bits, stream.information_bits, stream.num_symbols
     return CodingReport(coded_bits=coded, ideal_bits=ideal, num_codes=count)
-
-
-@dataclass(frozen=True)
-class PosteriorCodeLengths:
-    """Per stage, means over real tokens in nats: the PHi (KL) beside the code lengths."""
-
-    phi_nats: tuple[float, ...]  # KL(q ‖ p): the PHi the layer reports
-    # −ln p(c) of the code stream the layer emitted (the argmax at deterministic evaluation)
-    code_length_nats: tuple[float, ...]
-    cross_entropy_nats: tuple[float, ...]  # CE(q, p) = E_{z~q}[−ln p(z)]
-    posterior_entropy_nats: tuple[float, ...]  # H(q); KL = CE − H
-
-    def to_dict(self) -> dict:
-        out = {}
-        for name in ("phi", "code_length", "cross_entropy", "posterior_entropy"):
-            nats = getattr(self, f"{name}_nats")
-            out[f"{name}_nats"] = list(nats)
-            out[f"{name}_bits"] = [x / LN2 for x in nats]
-        return out
-
-
-def posterior_code_lengths(out: PHiOutput) -> PosteriorCodeLengths:
-    """PHi (KL) vs code lengths of a discrete PHi layer's output (see the module docstring)."""
-    if out.codes is None or out.code_length is None:
-        raise QPhiError("posterior_code_lengths needs a discrete bottleneck: the continuous one emits no codes")
-    log_p = out.prior_params.log_probs()
-    if isinstance(out.posterior_params, CategoricalParams):
-        log_q = out.posterior_params.log_probs()
-        q = log_q.exp()
-        entropy = -torch.where(q > 0, q * log_q, torch.zeros_like(q)).sum(-1)
-        cross_entropy = -torch.where(q > 0, q * log_p, torch.zeros_like(q)).sum(-1)
-    elif isinstance(out.posterior_params, CodeParams):
-        cross_entropy, entropy = out.code_length, torch.zeros_like(out.code_length)
-    else:
-        raise QPhiError(f"posterior_code_lengths cannot read a {type(out.posterior_params).__name__} posterior")
-    return PosteriorCodeLengths(
-        phi_nats=_stage_means(out.phi_per_stage, out.mask),
-        code_length_nats=_stage_means(out.code_length, out.mask),
-        cross_entropy_nats=_stage_means(cross_entropy, out.mask),
-        posterior_entropy_nats=_stage_means(entropy, out.mask),
-    )
-
-
-def _stage_means(values: Tensor, mask: Tensor) -> tuple[float, ...]:
-    """Mean of values (Q, B, T) over the real tokens of mask (B, T), per stage."""
-    masked = torch.where(mask, values.detach(), torch.zeros_like(values))  # padding may hold inf
-    return tuple((masked.sum((1, 2)) / mask.sum().clamp_min(1)).tolist())
 
 
 def _json_float(x: float) -> float | None:

@@ -58,7 +58,7 @@ class TokenRecords:
     phi: np.ndarray  # (N,) nats
     nll: np.ndarray  # (N,) nats
     phi_per_stage: np.ndarray  # (Q, N) nats
-    code_length: np.ndarray | None  # (Q, N) nats, discrete bottlenecks
+    kl: np.ndarray | None  # (Q, N) nats, KL(q ‖ p) of a discrete posterior: a diagnostic beside PHi
     codes: np.ndarray | None  # (Q, N) int
 
 
@@ -90,8 +90,7 @@ class LevelSummary:
     phi_per_stage: list[float]  # (Q,)
     n_tokens: int
     n_blocks: int
-    code_length_bits_mean: float | None = None  # −log2 p(code | context) summed over stages; discrete only
-    kl_bits_mean: float | None = None  # a diagnostic beside PHi where it differs from it (soft posteriors' KL)
+    kl_bits_mean: float | None = None  # KL(q ‖ p) of a discrete posterior summed over stages: a diagnostic, not PHi
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,7 @@ class LevelEvaluation:
                 phi_per_stage=t.phi_per_stage[:, sel].mean(1).tolist(),
                 n_tokens=int(sel.sum()),
                 n_blocks=sum(1 for b in self.blocks if b.level == level),
-                code_length_bits_mean=None
-                if t.code_length is None
-                else float(t.code_length[:, sel].sum(0).mean()) / math.log(2),
+                kl_bits_mean=None if t.kl is None else float(t.kl[:, sel].sum(0).mean()) / math.log(2),
             )
         return levels
 
@@ -150,7 +147,7 @@ def evaluate_levels(
     `observe(level, batch, output)` sees every evaluated batch (codebook health, coding, …)."""
     was_training = model.training
     model.eval()
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "block", "phi", "nll", "stages", "lengths", "codes")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "block", "phi", "nll", "stages", "kl", "codes")}
     blocks: list[BlockRecord] = []
     try:
         for level in config.levels:
@@ -171,7 +168,7 @@ def evaluate_levels(
         phi=cat["phi"],
         nll=cat["nll"],
         phi_per_stage=cat["stages"],
-        code_length=cat["lengths"],
+        kl=cat["kl"],
         codes=cat["codes"],
     )
     return LevelEvaluation(tokens=tokens, blocks=blocks)
@@ -191,8 +188,9 @@ def _collect(
     parts["nll"].append(nll.cpu().numpy())
     parts["stages"].append(out.phi.phi_per_stage[:, kept].float().cpu().numpy())
     if out.phi.codes is not None:
-        parts["lengths"].append(out.phi.code_length[:, kept].float().cpu().numpy())
         parts["codes"].append(out.phi.codes[:, kept].cpu().numpy())
+    if out.phi.kl_per_stage is not None:
+        parts["kl"].append(out.phi.kl_per_stage[:, kept].float().cpu().numpy())
     for index, sample in enumerate(batch.documents):
         sel = doc == index
         blocks.append(_block_record(sample, first_sample + index, phi[sel], nll[sel]))

@@ -60,8 +60,8 @@ class SourceCodeLengths:
 
     entropy_rate_bits: float  # the source's exact entropy per letter (walks of this length)
     source_code_length_bits: float  # −log2 P_source of the evaluated letters: the source's own code length
-    prior_code_length_bits: float  # −log2 p(code | context) under the learned prior, Σ over stages
-    phi_bits: float  # the PHi the layer reports (KL(q‖p); = the code length for hard codes)
+    phi_bits: float  # the PHi the layer reports: −log2 p(code | context) under the learned prior, Σ over stages
+    kl_bits: float | None  # KL(q ‖ p) of a stochastic (Gumbel) posterior, the first implementation's PHi
     coded_bits: float  # the range-coded size of the evaluated code stream under the prior
     unigram_entropy_bits: float  # entropy of the letter frequencies: the best context-free code
     reconstruction_accuracy: float  # letters read back correctly from h'
@@ -131,8 +131,8 @@ def measure_on_source(
     return SourceCodeLengths(
         entropy_rate_bits=pfa.sequence_entropy(length) / length / LN2,
         source_code_length_bits=-sum(pfa.log_prob(t) for t in texts) / count / LN2,
-        prior_code_length_bits=float(out.code_length.sum(0).mean()) / LN2,
         phi_bits=float(out.phi.mean()) / LN2,
+        kl_bits=None if out.kl_per_stage is None else float(out.kl_per_stage.sum(0).mean()) / LN2,
         coded_bits=float(report.coded_bits.sum()) / count,
         unigram_entropy_bits=float(-(frequencies * frequencies.log2()).sum()),
         reconstruction_accuracy=float((logits.argmax(-1) == letters).double().mean()),

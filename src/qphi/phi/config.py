@@ -28,10 +28,30 @@ class LossWeights(Config):
     """Weights λ of the PHi layer's loss terms (SPEC §2.4). Means are over loss-masked tokens."""
 
     phi: float = Field(1.0, ge=0)
-    self_critic: float = Field(0.1, ge=0)
+    self_critic: float = Field(
+        0.1,
+        ge=0,
+        description="weight of the self-critic (InfoNCE), which keeps the posterior from collapsing but pays for "
+        "information useful or not — up to one nat per nat: keep it below `phi`, so it cannot pay for what the rate "
+        "would not",
+    )
+    self_critic_fade: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="fraction of training by which the self-critic's weight has fallen linearly to 0 (None: constant): "
+        "it keeps the posterior from collapsing early, but rewards any information, useful or not",
+    )
     reconstruction: float = Field(0.0, ge=0, description="weight of ||h - h'||² summed over the model width")
-    commitment: float = Field(0.25, ge=0, description="β of the VQ commitment loss")
     latent_kl: float = Field(0.0, ge=0, description="KL of the posterior to N(0, I) or to Uniform(K)")
+    rate_warmup: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="fraction of training over which the PHi term's gradient into the posterior (the rate) ramps "
+        "from 0 to 1, so that information passes the bottleneck before it is asked to be predictable; the prior "
+        "learns at full weight throughout",
+    )
     detach_targets: bool = Field(
         False,
         description="detach the posterior (and the prior's input) inside the PHi term, so only the prior learns from it; "

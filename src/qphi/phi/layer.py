@@ -2,7 +2,7 @@
 
 h_t ──q──▶ z_t ──decode──▶ h'_t          (the upper layers see only h')
             │
-            └── p(z_t | z_<t) ──▶ PHi_t = D(q(z_t|h_t) ‖ p(z_t|z_<t))
+            └── p(z_t | z_<t) ──▶ PHi_t = KL(q ‖ p) (continuous), −ln p(c_t | c_<t) (discrete codes c_t)
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from qphi.latents import CodeParams, Posterior, Prior, code_length, divergence, kl_to_standard, scale_gradient
+from qphi.bottlenecks.base import BottleneckOutput
+from qphi.latents import CodeParams, Posterior, Prior, categorical_kl, divergence, kl_to_standard, scale_gradient
 from qphi.phi.config import PHiConfig
 from qphi.phi.losses import masked_mean, self_critic_loss
 from qphi.prior.attention import SequenceLayout
@@ -26,10 +27,10 @@ class PHiOutput:
     """Everything one PHi-layer pass computed. PHi values are 0 at padding."""
 
     h: Tensor  # (B, T, d_model): what the upper part of the model receives
-    phi_per_stage: Tensor  # (Q, B, T) nats; Q = 1 for the continuous bottleneck
+    phi_per_stage: Tensor  # (Q, B, T) nats; Q = 1 for the continuous bottleneck; no gradient (see `losses`)
     z: Tensor  # (B, T, code_dim)
-    codes: Tensor | None  # (Q, B, T) int64 for discrete bottlenecks
-    code_length: Tensor | None  # (Q, B, T) nats, −ln p(code) under the prior (discrete only)
+    codes: Tensor | None  # (Q, B, T) int64 for discrete bottlenecks: what the upper layers receive
+    kl_per_stage: Tensor | None  # (Q, B, T) nats, KL(q ‖ p) of a discrete posterior: a diagnostic, not PHi
     posterior_params: Posterior
     prior_params: Prior
     mask: Tensor  # (B, T) bool
@@ -37,7 +38,9 @@ class PHiOutput:
 
     @property
     def phi(self) -> Tensor:
-        """PHi per token in nats, summed over stages. → (B, T)."""
+        """PHi per token in nats, summed over stages. → (B, T). For a discrete bottleneck this is the
+        code length of the codes the upper layers receive: Σ_t of it is the range-coded size of the
+        code stream under the prior, up to the coder's overhead."""
         return self.phi_per_stage.sum(0)
 
     @property
@@ -66,11 +69,20 @@ class PHiLayer(nn.Module):
         self.config = config
         self.bottleneck = config.bottleneck.build(config.require_d_model())
         self.prior = AutoregressivePrior(config.prior, config.prior_width, config.latent)
-        self.rate_scale = 1.0
+        self.set_progress(0.0)
 
     def set_progress(self, fraction: float) -> None:
-        """Where training stands (0 → 1), for the bottleneck's own schedules (e.g. its temperature)."""
+        """Where training stands, 0 at the first step and 1 at the last; a training loop calls it every
+        step. It sets the schedules: the bottleneck's (e.g. its temperature) and the rate warm-up,
+        which scales the PHi term's gradient into the posterior (the *rate* gradient) from 0 to 1 over
+        `loss.rate_warmup` of training while the prior keeps learning at full weight (0 throughout
+        with detached targets)."""
         self.bottleneck.set_progress(fraction)
+        w = self.config.loss
+        ramp = min(1.0, fraction / w.rate_warmup) if w.rate_warmup else 1.0
+        self.rate_scale = 0.0 if w.detach_targets else ramp
+        fade = max(0.0, 1.0 - fraction / w.self_critic_fade) if w.self_critic_fade else 1.0
+        self.critic_weight = w.self_critic * fade
 
     @property
     def sampling(self) -> bool:
@@ -83,12 +95,6 @@ class PHiLayer(nn.Module):
         nearest code), so KV-cached generation through it is exact."""
         with torch.autocast(h.device.type, enabled=False):
             return self.bottleneck(h.float(), mask, self.sampling).h.to(h.dtype)
-
-    def set_rate_scale(self, factor: float) -> None:
-        """Scale the PHi term's gradient into the posterior (the *rate* gradient) by `factor` ∈ [0, 1]
-        while the prior keeps learning at full weight — a warm-up that lets information flow
-        through the bottleneck before it is asked to be predictable. Ignored with detached targets."""
-        self.rate_scale = float(factor)
 
     def forward(
         self,
@@ -104,41 +110,38 @@ class PHiLayer(nn.Module):
         loss_mask = mask if loss_mask is None else loss_mask.bool() & mask
         with torch.autocast(h.device.type, enabled=False):
             b = self.bottleneck(h.float(), mask, self.sampling)
-        rate = 0.0 if self.config.loss.detach_targets else self.rate_scale
-        target = b.posterior.scale_gradient(rate)
-        prior_input = b.codes if b.codes is not None else scale_gradient(b.z, rate)
+        target = b.posterior.scale_gradient(self.rate_scale)
+        prior_input = b.codes if b.codes is not None else scale_gradient(b.z, self.rate_scale)
         prior = self.prior(prior_input, SequenceLayout.build(mask, document_ids)).float()
-        phi_per_stage = divergence(target, prior).masked_fill(~mask, 0.0)
-        lengths = None
-        if b.codes is not None:
-            lengths = phi_per_stage if isinstance(b.posterior, CodeParams) else code_length(b.codes, prior.detach())
-            lengths = lengths.masked_fill(~mask, 0.0)
-        losses = self._losses(h.float(), b, phi_per_stage, loss_mask)
+        rate = self.bottleneck.rate(target, prior).masked_fill(~mask, 0.0)
+        phi_per_stage = divergence(b.posterior, prior).detach().masked_fill(~mask, 0.0)
+        kl = None
+        if isinstance(b.posterior, CodeParams):
+            kl = categorical_kl(b.posterior, prior).detach().masked_fill(~mask, 0.0)
         return PHiOutput(
             h=b.h.to(h.dtype),
             phi_per_stage=phi_per_stage,
             z=b.z,
             codes=b.codes,
-            code_length=lengths,
+            kl_per_stage=kl,
             posterior_params=b.posterior,
             prior_params=prior,
             mask=mask,
-            losses=losses,
+            losses=self._losses(h.float(), b, rate, loss_mask),
         )
 
-    def _losses(self, h: Tensor, b, phi_per_stage: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """Weighted loss terms; the auxiliary ones only in training (they are training signals)."""
+    def _losses(self, h: Tensor, b: BottleneckOutput, rate: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Weighted loss terms; the auxiliary ones only in training (they are training signals). The
+        bottleneck's own auxiliary terms come weighted by its own options."""
         w = self.config.loss
-        losses = {"phi": w.phi * masked_mean(phi_per_stage.sum(0), mask)}
+        losses = {"phi": w.phi * masked_mean(rate.sum(0), mask)}
         if not self.training:
             return losses
-        if w.self_critic > 0 and h.shape[0] > 1:
-            losses["self_critic"] = w.self_critic * self_critic_loss(self.bottleneck.critic_scores(b), mask)
+        if self.critic_weight > 0 and h.shape[0] > 1:
+            losses["self_critic"] = self.critic_weight * self_critic_loss(self.bottleneck.critic_scores(b), mask)
         if w.reconstruction > 0:
             losses["reconstruction"] = w.reconstruction * masked_mean((h - b.h).pow(2).sum(-1), mask)
-        if w.commitment > 0 and "commitment" in b.aux_losses:
-            losses["commitment"] = w.commitment * b.aux_losses["commitment"]
-        latent_kl = kl_to_standard(b.posterior) if w.latent_kl > 0 else None
-        if latent_kl is not None:
-            losses["latent_kl"] = w.latent_kl * masked_mean(latent_kl.sum(0), mask)
+        losses.update(b.aux_losses)
+        if w.latent_kl > 0:
+            losses["latent_kl"] = w.latent_kl * masked_mean(kl_to_standard(b.posterior).sum(0), mask)
         return losses

@@ -96,12 +96,6 @@ class TrainConfig(Config):
         False,
         description="torch.compile the model: 5–14 % faster CPU steps after 20–35 s of compiling (needs a C++ compiler)",
     )
-    rate_warmup_steps: int = Field(
-        0,
-        ge=0,
-        description="ramp the PHi term's gradient into the posterior (the rate) from 0 over these steps; "
-        "the prior learns at full weight throughout (see PHiLayer.set_rate_scale)",
-    )
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(0, ge=0, description="0 = evaluate at the end only")
     checkpoint_every: int = Field(200, ge=1)

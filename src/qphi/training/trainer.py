@@ -49,7 +49,7 @@ from qphi.training.run_dir import (
     save_checkpoint,
     wiring,
 )
-from qphi.training.schedules import learning_rate, linear_warmup
+from qphi.training.schedules import learning_rate
 
 
 class TrainingDiverged(QPhiError):
@@ -241,8 +241,6 @@ class Trainer:
             group["lr"] = lr
         self.model.phi.set_progress(step / max(1, cfg.train.steps - 1))
         tau = self.model.phi.bottleneck.temperature
-        rate_scale = linear_warmup(step, cfg.train.rate_warmup_steps)
-        self.model.phi.set_rate_scale(rate_scale)
         self.model.train()
         micro_batches = split_rows(batch, cfg.train.grad_accum)
         totals: dict[str, float] = {}
@@ -282,7 +280,7 @@ class Trainer:
             **{f"loss_{k}": v for k, v in totals.items()},
             "lr": lr,
             **({"tau": tau} if tau is not None else {}),
-            "rate_scale": 0.0 if cfg.phi.loss.detach_targets else rate_scale,
+            "rate_scale": self.model.phi.rate_scale,
             **norms,
         }
 
@@ -293,7 +291,7 @@ class Trainer:
             kept = f"the last good checkpoint '{last.name}' is kept" if last else "no checkpoint was written"
             raise TrainingDiverged(
                 f"training diverged at step {step + 1}: non-finite {what} ({', '.join(bad)}); {kept}: "
-                "lower optim.lr, raise train.rate_warmup_steps, or enable gradient clipping"
+                "lower optim.lr, raise phi.loss.rate_warmup, or enable gradient clipping"
             )
 
     def _clip(self) -> dict[str, float]:
