@@ -122,6 +122,7 @@ CONFIGS = {
     "residual": dict(bottleneck="residual", codebook_size=8, num_stages=3),
     "fsq-factorised": dict(bottleneck="fsq", fsq_levels=[8, 5, 3]),
     "fsq-joint": dict(bottleneck="fsq", fsq_levels=[4, 3], fsq_prior="joint"),
+    "lfq": dict(bottleneck="lfq", lfq_bits=5),
 }
 D_MODEL, BATCH, STEPS = 16, 3, 12
 

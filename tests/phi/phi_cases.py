@@ -23,6 +23,7 @@ CASES: dict[str, dict] = {
     },
     "fsq": {"bottleneck": "fsq", "fsq_levels": [4, 3, 5]},
     "fsq_joint": {"bottleneck": "fsq", "fsq_levels": [4, 3, 5], "fsq_prior": "joint"},
+    "lfq": {"bottleneck": "lfq", "lfq_bits": 4},
 }
 DISCRETE = [name for name in CASES if name != "continuous"]
 

@@ -156,6 +156,7 @@ def test_phi_under_a_uniform_prior_is_bounded_by_log_codebook_size(case):
         ("residual_vq", 2 * math.log(6)),
         ("fsq", math.log(4) + math.log(3) + math.log(5)),
         ("fsq_joint", math.log(60)),
+        ("lfq", 4 * math.log(2)),
         ("continuous", math.inf),
     ],
 )
@@ -217,6 +218,8 @@ def test_loss_terms_are_named_weighted_and_masked(case):
     expected = {"phi", "self_critic", "reconstruction", "latent_kl"}
     if "vq" in case:
         expected.add("commitment")
+    if case == "lfq":
+        expected.add("entropy")
     assert set(out.losses) == expected
     torch.testing.assert_close(out.losses["phi"], 0.5 * out.phi[loss_mask].mean())
     torch.testing.assert_close(out.losses["reconstruction"], 0.2 * (h - out.h).pow(2).sum(-1)[loss_mask].mean())

@@ -11,7 +11,7 @@ from qphi.latents import CategoricalParams, GaussianParams
 from qphi.prior import AutoregressivePrior, SequenceLayout
 
 B, T = 2, 9
-PRIOR_CASES = ["continuous", "gumbel", "residual", "fsq", "fsq_joint"]
+PRIOR_CASES = ["continuous", "gumbel", "residual", "fsq", "fsq_joint", "lfq"]
 
 
 def make_prior(case: str) -> AutoregressivePrior:
