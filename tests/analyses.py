@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from qphi.evaluation.code_stream import LevelCoding
-from qphi.evaluation.levels import LevelSummary
+from qphi.evaluation.pfa_levels import LevelSummary
 from qphi.evaluation.results import RunAnalysis
 from qphi.experiments.analysis import VERSION
 

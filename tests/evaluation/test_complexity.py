@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from qphi.evaluation.complexity import complexity_analysis
-from qphi.evaluation.levels import BlockRecord, LevelEvaluation, TokenRecords
+from qphi.evaluation.pfa_levels import BlockRecord, LevelEvaluation, TokenRecords
 from qphi.evaluation.stats import partial_correlation
 
 ICLL = 3

@@ -10,7 +10,7 @@ import pytest
 import torch
 from training.runs import tiny_config
 
-from qphi.evaluation.levels import evaluate_levels
+from qphi.evaluation.pfa_levels import evaluate_levels
 from qphi.models import build_model
 from qphi.seeding import mix_seed
 from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels

@@ -18,7 +18,7 @@ from browser import needs_chromium, render
 from matplotlib.text import Text
 
 from qphi.evaluation.complexity import complexity_analysis
-from qphi.evaluation.levels import BlockRecord, LevelEvaluation, TokenRecords
+from qphi.evaluation.pfa_levels import BlockRecord, LevelEvaluation, TokenRecords
 from qphi.evaluation.results import UNITS, BottleneckResults, KeyResults, directions, pool_coding, pool_levels
 from qphi.reports.plots import phi_vs_nll_figure
 from qphi.reports.reproduce import FIGURES, write_report

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from qphi.bottlenecks.base import cosine_anneal
 from qphi.cli.main import main
 from qphi.evaluation.codebook_health import HEALTH_SCALARS, health_scalars
-from qphi.evaluation.levels import LevelResults, evaluate_levels
+from qphi.evaluation.pfa_levels import LevelResults, evaluate_levels
 from qphi.io import read_json
 from qphi.tasks import LEVEL_KEYS, CharTokenizer, PFALevels
 from qphi.training import load_run, load_run_config, train

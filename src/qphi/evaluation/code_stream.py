@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from qphi.evaluation.codebook_health import CodebookHealth, CodebookHealthAccumulator
 from qphi.evaluation.coding import measure_coding
-from qphi.evaluation.levels import evaluated_positions
+from qphi.evaluation.pfa_levels import evaluated_positions
 from qphi.models import PHiModelOutput
 from qphi.tasks import LEVEL_KEYS, Batch
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from qphi.evaluation.levels import BlockRecord, LevelEvaluation
+from qphi.evaluation.pfa_levels import BlockRecord, LevelEvaluation
 from qphi.evaluation.stats import Estimate, bootstrap, partial_correlation, pearson, spearman
 from qphi.io import FloatOrNaN
 

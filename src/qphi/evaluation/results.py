@@ -20,7 +20,7 @@ from qphi.evaluation.code_stream import LevelCoding
 from qphi.evaluation.codebook_health import CodebookHealth
 from qphi.evaluation.complexity import ComplexitySummary
 from qphi.evaluation.icl_competence import ICLCompetence
-from qphi.evaluation.levels import BlockRecord, LevelSummary
+from qphi.evaluation.pfa_levels import BlockRecord, LevelSummary
 from qphi.tasks import LEVEL_KEYS
 
 LEVEL_ORDER = [LEVEL_KEYS[i] for i in sorted(LEVEL_KEYS)]

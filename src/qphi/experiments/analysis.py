@@ -18,7 +18,7 @@ import torch
 from qphi.errors import QPhiError
 from qphi.evaluation.code_stream import code_stream_observer
 from qphi.evaluation.icl_competence import icl_competence
-from qphi.evaluation.levels import LevelEvaluation, TokenRecords, evaluate_levels
+from qphi.evaluation.pfa_levels import LevelEvaluation, TokenRecords, evaluate_levels
 from qphi.evaluation.results import RunAnalysis
 from qphi.io import read_json, write_bytes, write_json
 from qphi.tasks import CharTokenizer, PFALevels

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from qphi.configuration import Config, apply_overrides, build, merge, read_yaml, section
 from qphi.errors import QPhiError, closest
-from qphi.evaluation.levels import EvalConfig
+from qphi.evaluation.pfa_levels import EvalConfig
 from qphi.models.config import ModelConfig
 from qphi.phi.config import DEFAULT_BOTTLENECK, PHiConfig
 from qphi.presets import PRESETS, preset_path

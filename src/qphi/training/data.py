@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from qphi.evaluation.code_stream import code_stream_observer
 from qphi.evaluation.codebook_health import CodebookHealth
-from qphi.evaluation.levels import LevelResults, evaluate_levels
+from qphi.evaluation.pfa_levels import LevelResults, evaluate_levels
 from qphi.models import PHiModel
 from qphi.seeding import mix_seed
 from qphi.tasks import Batch, CharTokenizer, PFALevels, Sample, pack_rows
