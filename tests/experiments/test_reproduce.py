@@ -43,6 +43,10 @@ def test_results_are_typed_and_read_back_as_written(reproduced):
     for name, level in vq.levels.items():
         coded = analysis["coding"][name]["coded_bits_per_token"]
         assert level.coded_over_phi_mean == pytest.approx(coded / analysis["levels"][name]["phi_bits_mean"])
+        ideal, tokens = analysis["coding"][name]["ideal_bits_per_token"], analysis["coding"][name]["tokens"]
+        overhead = (coded - ideal) * tokens / analysis["levels"][name]["n_blocks"]
+        assert level.coder_overhead_bits_mean == pytest.approx(overhead)
+        assert 0 <= overhead <= 64  # each block's stream costs Σ PHi plus at most two 32-bit words
         assert level.phi_std is None and level.n_seeds == 1  # one seed: no spread, not a spread of 0
     assert continuous.levels["icll"].coded_over_phi_mean is None
     assert set(json.loads((out / "codebook_health.json").read_text())) == {"vq"}

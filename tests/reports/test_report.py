@@ -69,7 +69,7 @@ def report(out: Path, seeds: int) -> KeyResults:
     bottlenecks, complexity = {}, {}
     for name, coded in (("continuous", None), ("gumbel", 1.0)):
         runs = [
-            analysis(s, dict(zip(LEVELS, rng.uniform(0.1, 1.0, 4), strict=True)), coded and dict.fromkeys(LEVELS, coded))
+            analysis(s, dict(zip(LEVELS, rng.uniform(0.1, 1.0, 4), strict=True)), coded and dict.fromkeys(LEVELS, coded + s / 10))
             for s in range(seeds)
         ]  # fmt: skip
         seeds_list = [r.seed for r in runs]

@@ -60,7 +60,9 @@ class Spread:
 class PooledLevel:
     """One level over seeds. Normalised: PHi ÷ the same seed's PHi on Mem. Seq. (None without
     that level). coded_over_phi: the range-coded size of the code stream ÷ Σ PHi, per seed
-    (discrete bottlenecks; ≈ 1 when PHi is the code length of the transmitted code). kl_bits: a
+    (discrete bottlenecks; ≈ 1 when PHi is the code length of the transmitted code);
+    coder_overhead_bits: what the range coder pays beyond Σ PHi, in bits per block (≤ the flush of
+    one 32-bit word plus rounding; the ratio alone looks large where PHi is small). kl_bits: a
     per-level diagnostic beside PHi (the soft posterior's KL), where the runs report one."""
 
     phi_mean: float
@@ -73,11 +75,14 @@ class PooledLevel:
     phi_normalised_std: float | None = None
     coded_over_phi_mean: float | None = None
     coded_over_phi_std: float | None = None
+    coder_overhead_bits_mean: float | None = None
+    coder_overhead_bits_std: float | None = None
     kl_bits_mean: float | None = None
     kl_bits_std: float | None = None
 
     def spread(self, field: str) -> Spread | None:
-        """`field` ("phi", "nll", "phi_normalised", "coded_over_phi", "kl_bits") as a `Spread`, or None."""
+        """`field` ("phi", "nll", "phi_normalised", "coded_over_phi", "coder_overhead_bits", "kl_bits") as a
+        `Spread`, or None."""
         mean = getattr(self, f"{field}_mean")
         return None if mean is None else Spread(mean, getattr(self, f"{field}_std"))
 
@@ -192,16 +197,24 @@ def pool_levels(runs: Sequence[RunAnalysis]) -> dict[str, PooledLevel]:
     for key in present:
         phi = Spread.of([r.levels[key].phi_mean for r in runs])
         nll = Spread.of([r.levels[key].nll_mean for r in runs])
-        normalised = coded = kl = None
+        normalised = coded = overhead = kl = None
         if key == "mem_seq":
             normalised = Spread(1.0, None)  # 1 in every seed by definition: no spread to show
         elif "mem_seq" in present:
             normalised = Spread.of([r.levels[key].phi_mean / r.levels["mem_seq"].phi_mean for r in runs])
         if all(r.coding and key in r.coding for r in runs):
             coded = Spread.of([r.coding[key].coded_bits_per_token / r.levels[key].phi_bits_mean for r in runs])
+            overhead = Spread.of([coder_overhead_per_block(r, key) for r in runs])
         if all(r.levels[key].kl_bits_mean is not None for r in runs):
             kl = Spread.of([r.levels[key].kl_bits_mean for r in runs])
-        spreads = {"phi": phi, "nll": nll, "phi_normalised": normalised, "coded_over_phi": coded, "kl_bits": kl}
+        spreads = {
+            "phi": phi,
+            "nll": nll,
+            "phi_normalised": normalised,
+            "coded_over_phi": coded,
+            "coder_overhead_bits": overhead,
+            "kl_bits": kl,
+        }
         pooled[key] = PooledLevel(
             phi_bits_mean=phi.mean / math.log(2),
             n_seeds=len(runs),
@@ -209,6 +222,13 @@ def pool_levels(runs: Sequence[RunAnalysis]) -> dict[str, PooledLevel]:
             **{f"{name}_std": None if s is None else s.std for name, s in spreads.items()},
         )
     return pooled
+
+
+def coder_overhead_per_block(run: RunAnalysis, level: str) -> float:
+    """Bits the range coder paid beyond Σ PHi on `level`, per block (each block is one coded stream)."""
+    coding = run.coding[level]
+    excess = (coding.coded_bits_per_token - coding.ideal_bits_per_token) * coding.tokens
+    return excess / run.levels[level].n_blocks
 
 
 def pool_coding(runs: Sequence[RunAnalysis]) -> dict[str, PooledCoding] | None:

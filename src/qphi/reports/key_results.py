@@ -22,6 +22,7 @@ LEVEL_TITLES = {
 }
 
 Table = tuple[list[str], list[list[str]]]  # header, rows of cells
+KL_TITLE = "KL(q ‖ p) of the posterior (bits/token): a diagnostic beside PHi"
 
 
 def cell(spread: Spread | None, digits: int = 3) -> str:
@@ -53,10 +54,14 @@ def kl_table(results: KeyResults, levels: tuple[str, ...] = TABLE_LEVELS) -> Tab
     return level_table(reporting, "kl_bits", levels) if reporting else None
 
 
-def coded_table(results: KeyResults, levels: tuple[str, ...] = TABLE_LEVELS) -> Table | None:
-    """Range-coded bits ÷ Σ PHi per level, for the bottlenecks with a code stream; None if none has one."""
+def coded_table(
+    results: KeyResults, field: str = "coded_over_phi", levels: tuple[str, ...] = TABLE_LEVELS
+) -> Table | None:
+    """Per level, for the bottlenecks with a code stream, the range coder against Σ PHi: `field`
+    "coded_over_phi" (coded bits ÷ Σ PHi) or "coder_overhead_bits" (coded − Σ PHi, bits per block);
+    None if no bottleneck has a code stream."""
     coded = {n: b for n, b in results.bottlenecks.items() if b.coding}
-    return level_table(coded, "coded_over_phi", levels) if coded else None
+    return level_table(coded, field, levels) if coded else None
 
 
 def directions_table(results: KeyResults) -> Table:
@@ -91,14 +96,15 @@ def markdown(table: Table) -> str:
 
 def markdown_tables(results: KeyResults) -> str:
     """key_results.md and the printed table: PHi, PHi normalised, next-token loss, the per-seed
-    directions, coded bits ÷ Σ PHi (discrete bottlenecks) and the PHi diagnostic where present."""
+    directions, the range coder against Σ PHi (discrete bottlenecks) and the KL diagnostic where present."""
     sections: list[tuple[str, Table | None]] = [
         ("PHi (nats/token)", level_table(results.bottlenecks, "phi")),
         ("PHi normalised to Mem. Seq.", level_table(results.bottlenecks, "phi_normalised")),
         ("Next-token loss (nats/token)", level_table(results.bottlenecks, "nll")),
         ("Per seed: the published directions", directions_table(results)),
         ("Range-coded code stream ÷ Σ PHi", coded_table(results)),
-        ("KL of the soft posterior (bits/token), beside PHi", kl_table(results)),
+        ("Range coder's overhead beyond Σ PHi (bits per block)", coded_table(results, "coder_overhead_bits")),
+        (KL_TITLE, kl_table(results)),
     ]
     out = [f"### {title}\n\n{markdown(table)}\n" for title, table in sections if table is not None]
     return "\n".join(out) + "\n" + seeds_note(results) + "\n"
