@@ -63,7 +63,7 @@ class PooledLevel:
     (discrete bottlenecks; ≈ 1 when PHi is the code length of the transmitted code);
     coder_overhead_bits: what the range coder pays beyond Σ PHi, in bits per block (≤ the flush of
     one 32-bit word plus rounding; the ratio alone looks large where PHi is small). kl_bits: a
-    per-level diagnostic beside PHi (the soft posterior's KL), where the runs report one."""
+    per-level diagnostic beside PHi (KL(q ‖ p) of the posterior), where the runs report one."""
 
     phi_mean: float
     phi_std: float | None
