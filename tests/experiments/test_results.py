@@ -5,11 +5,13 @@ optional per-level diagnostic."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from analyses import LEVELS, analysis
 
+from qphi.errors import QPhiError
 from qphi.evaluation.results import (
     UNITS,
     BottleneckResults,
@@ -72,3 +74,11 @@ def test_one_seed_shows_means_alone_and_a_diagnostic_when_there_is_one():
     assert "±" not in text and "| Gumbel | 0.200 | 0.300 |" in text
     assert f"### {KL_TITLE}" in text and "| Gumbel | 0.750 | 0.750 |" in text
     assert "Range-coded" not in text and "Range coder" not in text  # no code stream measured
+
+
+def test_a_coded_level_without_blocks_is_refused_in_one_line():
+    """A tampered analysis.json (a coded level counting 0 blocks) names the file to delete, no ZeroDivisionError."""
+    run = analysis(0, {"mem_seq": 0.2}, {"mem_seq": 1.0})
+    run = replace(run, levels={"mem_seq": replace(run.levels["mem_seq"], n_blocks=0)})
+    with pytest.raises(QPhiError, match=r"analysis\.json"):
+        pool_levels([run])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qphi.bottlenecks import registry
+from qphi.errors import QPhiError
 from qphi.evaluation.code_stream import LevelCoding
 from qphi.evaluation.codebook_health import CodebookHealth
 from qphi.evaluation.complexity import ComplexitySummary
@@ -226,9 +227,13 @@ def pool_levels(runs: Sequence[RunAnalysis]) -> dict[str, PooledLevel]:
 
 def coder_overhead_per_block(run: RunAnalysis, level: str) -> float:
     """Bits the range coder paid beyond Σ PHi on `level`, per block (each block is one coded stream)."""
-    coding = run.coding[level]
-    excess = (coding.coded_bits_per_token - coding.ideal_bits_per_token) * coding.tokens
-    return excess / run.levels[level].n_blocks
+    coding, blocks = run.coding[level], run.levels[level].n_blocks
+    if blocks < 1:
+        raise QPhiError(
+            f"the analysis of seed {run.seed} codes level {level} but counts {blocks} blocks of it: "
+            "delete its analysis.json and run the command again to re-analyse the run"
+        )
+    return (coding.coded_bits_per_token - coding.ideal_bits_per_token) * coding.tokens / blocks
 
 
 def pool_coding(runs: Sequence[RunAnalysis]) -> dict[str, PooledCoding] | None:
