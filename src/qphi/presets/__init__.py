@@ -27,7 +27,7 @@ CATALOG: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("cpu-quick", "pipeline check: every bottleneck end to end (3-block d=64, 300 steps)", "minutes for all six bottlenecks on 2 CPU cores", "pfa"),
-        Preset("cpu", "the PFA findings on a CPU (4-block d=128, 1500 steps)", "≈ 6 min per run on 2 quiet CPU cores", "pfa"),
+        Preset("cpu", "the PFA findings on a CPU (4-block d=128, 1500 steps)", "20–40 min per run, two runs at a time on 2 CPU cores", "pfa"),
         Preset("paper", "the paper's 85M-parameter transformer (12 blocks, d=768, 30 000 steps)", "a GPU; minutes per step on a CPU", "pfa"),
         Preset("paper-lstm", "the paper's 2-layer residual LSTM", "a GPU", "pfa"),
         Preset(
